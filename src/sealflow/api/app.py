@@ -1,0 +1,47 @@
+"""The ASGI application: routes, error handling, security headers. Built from a Platform
+(bootstrap.py); the lifespan starts and drains the embedded workers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from sealflow.api import errors
+from sealflow.api.deps import RateLimiter
+from sealflow.api.routes import accounts, executions, health, webhooks, workflows
+from sealflow.api.security import SecurityHeadersMiddleware
+from sealflow.bootstrap import Platform
+
+
+def create_app(
+    platform: Platform, *, operator_token: str | None = None, run_workers: bool = True
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.start(workers=run_workers)
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = FastAPI(
+        title="sealflow",
+        version="0.1.0",
+        description="Workflow automation whose data-protection promises are enforced by code.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    app.state.rate_limiter = RateLimiter(platform.limits.api_rate_per_s, platform.limits.api_burst)
+    app.state.operator_token_hash = (
+        hashlib.sha256(operator_token.encode()).hexdigest() if operator_token else None
+    )
+    errors.install(app)
+    for module in (accounts, workflows, executions, webhooks, health):
+        app.include_router(module.router)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

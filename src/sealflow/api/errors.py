@@ -1,0 +1,101 @@
+"""One error shape for every API failure: {"error": {code, message, retryable, ...}}.
+Errors a user can cause are 4xx naming the field or limit at fault; anything else is a 500
+with no detail (and a log line), never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sealflow.core.errors import (
+    Conflict,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    SealflowError,
+)
+from sealflow.services.accounts import Unauthenticated
+from sealflow.services.webhooks import BadSignature
+
+log = logging.getLogger("sealflow.api")
+
+_STATUS: list[tuple[type[SealflowError], int]] = [
+    (Unauthenticated, 401),
+    (BadSignature, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (LimitExceeded, 422),
+]
+
+
+class ApiError(SealflowError):
+    """An error with an explicit HTTP status (payload too large, rate limited, ...)."""
+
+    def __init__(self, status: int, message: str, *, code: str, retryable: bool = False,
+                 headers: dict[str, str] | None = None, extra: dict[str, object] | None = None):
+        super().__init__(message, code=code, retryable=retryable)
+        self.status = status
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), **self.extra}
+
+
+def error_response(status: int, body: dict[str, object],
+                   headers: dict[str, str] | None = None) -> ORJSONResponse:
+    return ORJSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _loc_to_path(loc: tuple[object, ...]) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
+        return error_response(exc.status, exc.as_dict(), exc.headers)
+
+    @app.exception_handler(SealflowError)
+    async def _sealflow_error(_: Request, exc: SealflowError) -> ORJSONResponse:
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                return error_response(status, exc.as_dict())
+        return error_response(400, exc.as_dict())
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        issues = [
+            {"path": _loc_to_path(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        return error_response(
+            422,
+            {"code": "invalid", "message": "the request is invalid", "retryable": False,
+             "issues": issues},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        return error_response(
+            exc.status_code,
+            {"code": f"http_{exc.status_code}", "message": str(exc.detail), "retryable": False},
+            dict(exc.headers or {}),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path,
+                  type(exc).__name__)
+        return error_response(
+            500, {"code": "internal", "message": "internal error; it has been logged",
+                  "retryable": True},
+        )

@@ -1,0 +1,30 @@
+"""Liveness and readiness (A3 extends these with the key provider and metrics)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+
+from sealflow.api.deps import PlatformDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(p: PlatformDep) -> ORJSONResponse:
+    checks: dict[str, str] = {}
+    for region in p.cells:
+        try:
+            with p.cells[region].read() as conn:
+                conn.execute(text("SELECT 1"))
+            checks[f"database:{region}"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks[f"database:{region}"] = f"unavailable ({type(exc).__name__})"
+    ready = all(v == "ok" for v in checks.values())
+    return ORJSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

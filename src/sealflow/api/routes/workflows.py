@@ -1,0 +1,111 @@
+"""Workflows: save (validated, versioned), read, list, validate, delete, run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from sealflow.api.deps import CallerDep, PlatformDep
+from sealflow.api.schemas import (
+    ERRORS,
+    ExecutionDetail,
+    ExecutionStarted,
+    RunRequest,
+    ValidationOut,
+    VersionDocument,
+    VersionOut,
+    WorkflowOut,
+    WorkflowSave,
+    WorkflowSaved,
+)
+from sealflow.api.waiting import wait_for_end
+from sealflow.bootstrap import Platform
+from sealflow.core.errors import InvalidInput
+from sealflow.services import executions, workflows
+from sealflow.services.workflows import WorkflowView
+
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=ERRORS)
+
+
+def _out(p: Platform, region: str, view: WorkflowView) -> WorkflowOut:
+    url = f"{p.settings.base_url()}/hooks/{region}/{view.webhook_token}" if view.webhook_token else None
+    return WorkflowOut(
+        id=view.id, name=view.name, version=view.version, trigger_type=view.trigger_type,
+        enabled=view.enabled, webhook_url=url, created_at=view.created_at,
+        updated_at=view.updated_at,
+    )
+
+
+@router.post("/validate", response_model=ValidationOut)
+def validate(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> ValidationOut:
+    try:
+        workflows.to_definition(body.definition, p.registry, p.limits)
+    except InvalidInput as err:
+        return ValidationOut(valid=False, issues=[i.as_dict() for i in err.issues])  # type: ignore[misc]
+    return ValidationOut(valid=True, issues=[])
+
+
+@router.post("", status_code=201, response_model=WorkflowSaved)
+def create(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
+    saved = workflows.create(p.cells, p.clock, p.registry, p.limits, who, body.definition)
+    out = _out(p, who.region, saved.workflow)
+    return WorkflowSaved(**out.model_dump(), webhook_secret=saved.webhook_secret)
+
+
+@router.get("", response_model=list[WorkflowOut])
+def list_(
+    p: PlatformDep, who: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[WorkflowOut]:
+    views = workflows.list_workflows(p.cells, who, limit=limit, offset=offset)
+    return [_out(p, who.region, v) for v in views]
+
+
+@router.get("/{workflow_id}", response_model=WorkflowOut)
+def read(workflow_id: str, p: PlatformDep, who: CallerDep) -> WorkflowOut:
+    return _out(p, who.region, workflows.get(p.cells, who, workflow_id))
+
+
+@router.put("/{workflow_id}", response_model=WorkflowSaved)
+def update(workflow_id: str, body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
+    saved = workflows.update_definition(
+        p.cells, p.clock, p.registry, p.limits, who, workflow_id, body.definition
+    )
+    out = _out(p, who.region, saved.workflow)
+    return WorkflowSaved(**out.model_dump(), webhook_secret=saved.webhook_secret)
+
+
+@router.delete("/{workflow_id}", status_code=204, response_class=Response)
+def delete(workflow_id: str, p: PlatformDep, who: CallerDep) -> Response:
+    workflows.delete_workflow(p.cells, p.clock, who, workflow_id)
+    return Response(status_code=204)
+
+
+@router.get("/{workflow_id}/versions", response_model=list[VersionOut])
+def versions(workflow_id: str, p: PlatformDep, who: CallerDep) -> list[VersionOut]:
+    return [VersionOut(**v) for v in workflows.list_versions(p.cells, who, workflow_id)]
+
+
+@router.get("/{workflow_id}/versions/{version}", response_model=VersionDocument)
+def version(
+    workflow_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], p: PlatformDep,
+    who: CallerDep,
+) -> VersionDocument:
+    return VersionDocument(**workflows.get_version(p.cells, who, workflow_id, version))
+
+
+@router.post("/{workflow_id}/run", status_code=202,
+             response_model=ExecutionStarted | ExecutionDetail)
+async def run(
+    workflow_id: str, body: RunRequest, p: PlatformDep, who: CallerDep
+) -> ExecutionStarted | ExecutionDetail:
+    started = executions.start(p.cells, p.clock, who, workflow_id, body.input)
+    p.queue.submit(who.region, started.id)
+    if not body.wait:
+        return ExecutionStarted(execution_id=started.id, status="queued")
+    timeout = min(body.timeout_s or p.limits.webhook_reply_timeout_s,
+                  p.limits.webhook_reply_timeout_s)
+    await wait_for_end(p, who, started.id, timeout)
+    return ExecutionDetail(**executions.detail(p.cells, who, started.id))

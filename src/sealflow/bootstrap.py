@@ -1,0 +1,144 @@
+"""The only place that wires cells, stores, connectors, the engine and the queue together.
+Everything else receives what it needs from here."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+
+from sealflow.clock import Clock, SystemClock
+from sealflow.config import Settings
+from sealflow.connectors.registry import ConnectorRegistry
+from sealflow.connectors.ssrf import build_client
+from sealflow.core.limits import Limits
+from sealflow.db.engine import make_engine
+from sealflow.db.migrate import upgrade
+from sealflow.engine.interceptors import Chain, CredentialProvider, default_interceptors
+from sealflow.engine.notify import ResponseHub
+from sealflow.engine.runner import PlatformRetry, Runner
+from sealflow.engine.triggers import ScheduleTicker
+from sealflow.queue.embedded import EmbeddedQueue
+from sealflow.regions.cells import Cell, Cells
+from sealflow.services.workflows import DefinitionCache
+
+
+def build_cells(settings: Settings) -> Cells:
+    return Cells({r: Cell(r, make_engine(settings.database_url(r))) for r in settings.regions})
+
+
+def migrate_all(cells: Cells) -> None:
+    for region in cells:
+        upgrade(cells[region].engine)
+
+
+class _OutboundClient:
+    """One shared outbound client per event loop (connection reuse), built lazily."""
+
+    def __init__(self, settings: Settings, limits: Limits) -> None:
+        self._settings = settings
+        self._limits = limits
+        self._client: httpx.AsyncClient | None = None
+
+    def __call__(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = build_client(
+                allow=self._settings.ssrf_allow,
+                ca_bundle=str(self._settings.outbound_ca_bundle)
+                if self._settings.outbound_ca_bundle else None,
+                timeout=self._limits.http_timeout_max_s,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    cells: Cells
+    clock: Clock
+    limits: Limits
+    registry: ConnectorRegistry
+    definitions: DefinitionCache
+    hub: ResponseHub
+    runner: Runner
+    queue: EmbeddedQueue
+    ticker: ScheduleTicker
+    outbound: _OutboundClient
+    _started: bool = field(default=False)
+
+    async def start(self, *, workers: bool = True) -> None:
+        if workers:
+            await self.queue.start()
+            await self.ticker.start()
+        self._started = workers
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.ticker.stop()
+            await self.queue.stop()
+        await self.outbound.aclose()
+
+
+def build_platform(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    registry: ConnectorRegistry | None = None,
+    credentials: CredentialProvider | None = None,
+    migrate: bool = True,
+) -> Platform:
+    clock = clock or SystemClock()
+    limits = settings.core_limits()
+    cells = build_cells(settings)
+    if migrate:
+        migrate_all(cells)
+    registry = registry or ConnectorRegistry.discover()
+    definitions = DefinitionCache(registry, limits)
+    hub = ResponseHub()
+    outbound = _OutboundClient(settings, limits)
+    queue_ref: list[EmbeddedQueue] = []
+
+    def dispatch(region: str, execution_id: str) -> None:
+        queue_ref[0].submit(region, execution_id)
+
+    runner = Runner(
+        cells=cells,
+        registry=registry,
+        definitions=definitions,
+        chain=Chain(default_interceptors(limits, credentials), _call_connector),
+        limits=limits,
+        clock=clock,
+        hub=hub,
+        http=outbound,
+        lease_s=settings.worker.lease_s,
+        platform_retry=PlatformRetry(
+            attempts=settings.worker.platform_retries,
+            min_s=settings.worker.platform_retry_min_s,
+            max_s=settings.worker.platform_retry_max_s,
+        ),
+        dispatch=dispatch,
+    )
+    queue = EmbeddedQueue(cells=cells, runner=runner, settings=settings.worker, clock=clock)
+    queue_ref.append(queue)
+    ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch)
+    return Platform(
+        settings=settings, cells=cells, clock=clock, limits=limits, registry=registry,
+        definitions=definitions, hub=hub, runner=runner, queue=queue, ticker=ticker,
+        outbound=outbound,
+    )
+
+
+async def _call_connector(call):  # type: ignore[no-untyped-def]
+    """The end of the chain: the connector's own handler."""
+    if call.credential is not None:
+        call.ctx.credential = call.credential
+    return await call.operation.handler(call.input, call.ctx)
+
+
+__all__ = ["Platform", "build_cells", "build_platform", "migrate_all", "asyncio"]

@@ -1,0 +1,302 @@
+"""The `sealflow` command. Thin: parse, call a service, print."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import func, select
+
+from sealflow.config import Settings, load_settings
+
+app = typer.Typer(help="sealflow: workflow automation with enforced data protection.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+workflows_app = typer.Typer(help="Import and export workflow definitions.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts and their API tokens (operator commands).",
+                           no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(accounts_app, name="accounts")
+
+_overrides: dict[str, Any] = {}
+
+
+@app.callback()
+def _global(
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (SEALFLOW_DATA_DIR)")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (SEALFLOW_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTPS port (SEALFLOW_PORT)")] = None,
+) -> None:
+    _overrides.update(data_dir=data_dir, host=host, port=port)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings(_overrides)
+    except Exception as err:  # pydantic errors name the setting at fault
+        _fail(f"invalid settings: {err}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> Any:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _operator_token(settings: Settings) -> str:
+    """The operator token (creates accounts through the API), made once with mode 0600."""
+    path = settings.data_dir / "operator.token"
+    if not path.exists():
+        token = "sfo_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+    return path.read_text().strip()
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade every region's database to the latest schema."""
+    from sealflow.bootstrap import build_cells, migrate_all
+
+    settings = _settings()
+    cells = build_cells(settings)
+    migrate_all(cells)
+    typer.echo(f"migrated regions: {', '.join(cells)}")
+    cells.dispose()
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option(help="Name of the first account")] = "My company",
+    region: Annotated[str, typer.Option(help="Region of the first account")] = "us",
+) -> None:
+    """First run: migrate, make the development certificate, create a first owner account
+    (its API token is printed once and never again). Does nothing that is already done."""
+    from sealflow.bootstrap import build_cells, migrate_all
+    from sealflow.clock import SystemClock
+    from sealflow.db.tables import accounts
+    from sealflow.services.accounts import create_account
+    from sealflow.tls import certificate_files
+
+    settings = _settings()
+    cells = build_cells(settings)
+    migrate_all(cells)
+    certificate_files(settings.tls())
+    _operator_token(settings)
+    existing = 0
+    for r in cells:
+        with cells[r].read() as conn:
+            existing += conn.execute(select(func.count()).select_from(accounts)).scalar_one()
+    if existing:
+        typer.echo(f"sealflow is set up in {settings.data_dir} ({existing} account(s) exist).")
+    else:
+        account, token = create_account(cells, SystemClock(), name=name, region=region)
+        typer.echo(f"Created account {account.id} ({account.name}) in region {account.region}.")
+        typer.echo("Its API token, shown this once (store it; `sealflow accounts token` makes "
+                   "another):")
+        typer.echo(f"  {token}")
+    ca = settings.tls().dev_dir / "dev-ca.pem"
+    if settings.tls_cert_file is None:
+        typer.echo(f"Development CA (trust it in your client): {ca}")
+    cells.dispose()
+
+
+@app.command()
+def serve(
+    workers: Annotated[bool, typer.Option(help="Run the embedded workers and scheduler")] = True,
+) -> None:
+    """Serve the API over HTTPS (TLS only; no plaintext listener)."""
+    from sealflow.api.app import create_app
+    from sealflow.bootstrap import build_platform
+    from sealflow.logs import configure_logging
+    from sealflow.tls import build_ssl_context, serve as tls_serve
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    platform = build_platform(settings)
+    application = create_app(platform, operator_token=_operator_token(settings),
+                             run_workers=workers and settings.embedded_workers)
+    context = build_ssl_context(settings.tls())
+    typer.echo(f"sealflow listening on https://{settings.host}:{settings.port}", err=True)
+    # No access log: request lines carry webhook tokens (issue 4 adds a redacted one).
+    tls_serve(application, settings.host, settings.port, context, log_config=None,
+              access_log=False)
+
+
+@app.command()
+def worker(
+    region: Annotated[list[str] | None, typer.Option(help="Regions to work for (default all)")] = None,
+) -> None:
+    """Run workers and the scheduler without the API (same database as `serve`)."""
+    from sealflow.bootstrap import build_platform
+    from sealflow.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    platform = build_platform(settings)
+    if region:
+        unknown = [r for r in region if r not in platform.cells]
+        if unknown:
+            _fail(f"unknown region(s) {', '.join(unknown)}; served: {', '.join(platform.cells)}")
+        platform.queue.regions = list(region)
+        platform.ticker.regions = list(region)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await platform.start()
+        typer.echo(f"worker {platform.queue.owner} running for {', '.join(platform.queue.regions)}",
+                   err=True)
+        await stop.wait()
+        typer.echo("draining in-flight executions ...", err=True)
+        await platform.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
+def run(
+    workflow: Annotated[str, typer.Argument(help="Workflow id")],
+    input: Annotated[Path | None, typer.Option("--input", help="JSON or YAML file: the trigger body")] = None,
+) -> None:
+    """Run a workflow now in this process and print the execution (its Debug view)."""
+    from sealflow.bootstrap import build_platform
+    from sealflow.cli_ops import run_now
+
+    settings = _settings()
+    payload = _read_input(input)
+    platform = build_platform(settings)
+    detail = asyncio.run(run_now(platform, workflow, payload))
+    _print_json(detail)
+    if detail["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _read_input(path: Path | None) -> Any:
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot read --input {path}: {err.strerror}")
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        _fail(f"--input {path} is not valid JSON/YAML: {err}")
+
+
+@workflows_app.command("import")
+def workflows_import(
+    file: Annotated[Path, typer.Argument(help="Workflow definition (.json, .yaml)")],
+    account: Annotated[str, typer.Option(help="Account id")],
+    workflow_id: Annotated[str | None, typer.Option("--id", help="Save as a new version of this workflow")] = None,
+) -> None:
+    """Validate and save a workflow definition (a new version when --id is given)."""
+    from sealflow.bootstrap import build_platform
+    from sealflow.cli_ops import import_workflow
+
+    settings = _settings()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot read {file}: {err.strerror}")
+    platform = build_platform(settings)
+    _print_json(import_workflow(platform, account, text, workflow_id))
+
+
+@workflows_app.command("export")
+def workflows_export(
+    workflow_id: Annotated[str, typer.Argument(help="Workflow id")],
+    version: Annotated[int | None, typer.Option(help="Version (default: current)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json or yaml")] = "yaml",
+) -> None:
+    """Print a workflow definition."""
+    from sealflow.bootstrap import build_platform
+    from sealflow.cli_ops import export_workflow
+
+    if fmt not in ("json", "yaml"):
+        _fail("--format must be json or yaml")
+    platform = build_platform(_settings())
+    typer.echo(export_workflow(platform, workflow_id, version, fmt))
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Option(help="Account name")],
+    region: Annotated[str, typer.Option(help="us, eu or apac")] = "us",
+) -> None:
+    """Create an account in a region; prints its API token once."""
+    from sealflow.bootstrap import build_cells
+    from sealflow.clock import SystemClock
+    from sealflow.services.accounts import create_account
+
+    cells = build_cells(_settings())
+    account, token = create_account(cells, SystemClock(), name=name, region=region)
+    _print_json({"id": account.id, "name": account.name, "region": account.region,
+                 "token": token})
+
+
+@accounts_app.command("token")
+def accounts_token(
+    account: Annotated[str, typer.Option(help="Account id")],
+    name: Annotated[str, typer.Option(help="A name for the token")] = "cli",
+) -> None:
+    """Issue another API token for an account (printed once)."""
+    from sealflow.bootstrap import build_cells
+    from sealflow.clock import SystemClock
+    from sealflow.services.accounts import find_account, issue_token
+
+    cells = build_cells(_settings())
+    found = find_account(cells, account)
+    typer.echo(issue_token(cells, SystemClock(), region=found.region, account_id=found.id,
+                           name=name))
+
+
+@app.command()
+def check(
+    deploy: Annotated[bool, typer.Option("--deploy", help="Check settings for production")] = False,
+) -> None:
+    """Named warnings for unsafe settings (exit 1 when any warning is found with --deploy)."""
+    from sealflow.checks import deploy_checks
+
+    settings = _settings()
+    found = deploy_checks(tls=settings.tls(), host=settings.host, data_dir=settings.data_dir,
+                          ssrf_allow=settings.ssrf_allow)
+    for w in found:
+        typer.echo(f"{w.id} [{w.level}] {w.message}")
+    warnings = [w for w in found if w.level == "warning"]
+    typer.echo(f"{len(warnings)} warning(s), {len(found) - len(warnings)} note(s)")
+    if deploy and warnings:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    from sealflow.core.errors import SealflowError
+
+    try:
+        app()
+    except SealflowError as err:
+        typer.echo(f"error: {err.message}", err=True)
+        for issue in getattr(err, "issues", []):
+            typer.echo(f"  {issue.path}: {issue.message}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

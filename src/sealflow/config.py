@@ -1,0 +1,180 @@
+"""Typed, frozen settings, read once at start-up and passed in (never read at import time).
+
+Sources, highest priority first: explicit overrides (the CLI's --data-dir/--host/--port),
+`SEALFLOW_*` environment variables (nested with `__`, e.g. `SEALFLOW_LIMITS__MAX_LOOP_ITERATIONS`),
+an optional TOML/JSON/YAML config file (`SEALFLOW_CONFIG` or `<data_dir>/sealflow.toml`), then
+the defaults below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from sealflow.core.limits import Limits
+from sealflow.tls import TlsSettings
+
+REGIONS: tuple[str, ...] = ("us", "eu", "apac")
+Region = Literal["us", "eu", "apac"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RegionSettings(_Frozen):
+    # Empty: one SQLite file per region under the data directory.
+    database_url: str = ""
+
+
+class LimitSettings(_Frozen):
+    """W5. Field names match core.limits.Limits, so an error naming a limit names a setting."""
+
+    webhook_payload_bytes: int = Field(1_000_000, gt=0)
+    webhook_multipart_bytes: int = Field(10_000_000, gt=0)
+    connector_timeout_s: float = Field(45.0, gt=0)
+    http_timeout_max_s: float = Field(900.0, gt=0)
+    webhook_reply_timeout_s: float = Field(300.0, gt=0)
+    max_steps_per_workflow: int = Field(200, gt=0)
+    max_steps_per_execution: int = Field(10_000, gt=0)
+    max_loop_iterations: int = Field(1_000, gt=0)
+    max_step_output_bytes: int = Field(1_000_000, gt=0)
+    execution_wall_time_s: float = Field(3_600.0, gt=0)
+    max_call_depth: int = Field(8, gt=0)
+    api_rate_per_s: float = Field(30.0, gt=0)
+    api_burst: int = Field(50, gt=0)
+
+    def to_core(self) -> Limits:
+        return Limits(**self.model_dump())
+
+
+class WorkerSettings(_Frozen):
+    concurrency: int = Field(16, ge=1, le=256)
+    lease_s: float = Field(30.0, gt=1)
+    poll_interval_s: float = Field(1.0, gt=0)
+    # Platform faults (W6): growing waits from platform_retry_min_s to platform_retry_max_s.
+    platform_retries: int = Field(15, ge=0)
+    platform_retry_min_s: float = Field(30.0, gt=0)
+    platform_retry_max_s: float = Field(1800.0, gt=0)
+    shutdown_grace_s: float = Field(30.0, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEALFLOW_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    data_dir: Path = Path(".sealflow")
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    public_url: str = ""  # base of webhook URLs shown to users; default https://host:port
+    default_region: Region = "us"
+    regions: dict[Region, RegionSettings] = Field(
+        default_factory=lambda: {r: RegionSettings() for r in REGIONS}
+    )
+    tls_profile: Literal["intermediate", "modern"] = "intermediate"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Operator allow-list for the SSRF guard (T2): CIDRs that connectors may reach anyway.
+    ssrf_allow: Annotated[tuple[str, ...], NoDecode] = ()  # comma-separated in the env
+    outbound_ca_bundle: Path | None = None
+    limits: LimitSettings = LimitSettings()
+    worker: WorkerSettings = WorkerSettings()
+    # Runs the embedded worker pool and scheduler inside `sealflow serve`.
+    embedded_workers: bool = True
+    log_level: str = "info"
+
+    @field_validator("ssrf_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(s.strip() for s in v.split(",") if s.strip())
+        return v
+
+    @field_validator("regions")
+    @classmethod
+    def _known_regions(cls, v: dict[str, RegionSettings]) -> dict[str, RegionSettings]:
+        return {r: v.get(r, RegionSettings()) for r in REGIONS if r in v} or {
+            r: RegionSettings() for r in REGIONS
+        }
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    # Derived values, computed from the fields (nothing stored twice).
+    def database_url(self, region: str) -> str:
+        configured = self.regions[region].database_url if region in self.regions else ""
+        if configured:
+            return configured
+        return f"sqlite:///{(self.data_dir / f'{region}.db').resolve()}"
+
+    def tls(self) -> TlsSettings:
+        return TlsSettings(
+            profile=self.tls_profile,
+            cert_file=self.tls_cert_file,
+            key_file=self.tls_key_file,
+            dev_dir=self.data_dir / "tls",
+        )
+
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"https://{self.host}:{self.port}"
+
+    def core_limits(self) -> Limits:
+        return self.limits.to_core()
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        data: Any = tomllib.loads(text)
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of settings")
+    return data
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings once. `overrides` (the CLI flags) win over the environment, which
+    wins over the config file."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data_dir = Path(overrides.get("data_dir") or os.environ.get("SEALFLOW_DATA_DIR") or ".sealflow")
+    config_path = os.environ.get("SEALFLOW_CONFIG")
+    candidate = Path(config_path) if config_path else data_dir / "sealflow.toml"
+    file_values: dict[str, Any] = {}
+    if candidate.is_file():
+        file_values = _read_config_file(candidate)
+    elif config_path:
+        raise FileNotFoundError(f"SEALFLOW_CONFIG names {candidate}, which does not exist")
+    # init values outrank the environment in pydantic-settings, so drop the file's keys that
+    # the environment sets: the environment must beat the file.
+    env_keys = {
+        k[len("SEALFLOW_") :].split("__")[0].lower()
+        for k in os.environ
+        if k.startswith("SEALFLOW_")
+    }
+    merged = {k: v for k, v in file_values.items() if k not in env_keys}
+    merged.update(overrides)
+    return Settings(**merged)

@@ -1,0 +1,29 @@
+"""Secrets are a type, not a `str` (DESIGN house rule 5): they print as [REDACTED] and only
+`reveal()` gives the value, which only the step interceptor calls for a connector."""
+
+from __future__ import annotations
+
+
+class Secret:
+    __slots__ = ("_value", "name")
+
+    def __init__(self, value: str, name: str = "secret") -> None:
+        self._value = value
+        self.name = name
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"[REDACTED:{self.name}]"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> object:  # never pickled or copied out by accident
+        raise TypeError("Secret values cannot be pickled")

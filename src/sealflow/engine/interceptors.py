@@ -1,0 +1,162 @@
+"""The one interceptor chain every step attempt passes through (DESIGN: decrypt the
+authentications it needs, run, redact, encrypt, audit, measure). Security is applied here
+once, not remembered in each connector. Later capabilities add an Interceptor to the list
+that bootstrap.py builds; nothing else changes.
+
+An interceptor is `async def __call__(call, proceed) -> output`; it may change the call before
+proceeding and the output (or the exception) after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any, Protocol
+
+import jsonschema
+import orjson
+
+from sealflow.connectors.base import Credential, Operation
+from sealflow.core.errors import ConnectorError, LimitExceeded
+from sealflow.core.expressions import resolve
+from sealflow.core.limits import Limits
+from sealflow.core.workflows import Step
+from sealflow.db.codec import dumps_bytes
+
+
+@dataclass(frozen=True)
+class StepCall:
+    region: str
+    account_id: str
+    execution_id: str
+    path: str
+    step: Step
+    operation: Operation
+    input: dict[str, Any]
+    attempt: int
+    ctx: Any  # engine.context.RunStepContext; typed loosely to avoid an import cycle
+    credential: Credential | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+Proceed = Callable[[StepCall], Awaitable[Any]]
+
+
+class Interceptor(Protocol):
+    async def __call__(self, call: StepCall, proceed: Proceed) -> Any: ...
+
+
+class Chain:
+    """Composes interceptors around the connector call, outermost first."""
+
+    def __init__(self, interceptors: Sequence[Interceptor], terminal: Proceed) -> None:
+        handler = terminal
+        for interceptor in reversed(interceptors):
+            handler = _bind(interceptor, handler)
+        self._handler = handler
+
+    async def __call__(self, call: StepCall) -> Any:
+        return await self._handler(call)
+
+
+def _bind(interceptor: Interceptor, proceed: Proceed) -> Proceed:
+    async def handler(call: StepCall) -> Any:
+        return await interceptor(call, proceed)
+
+    return handler
+
+
+@lru_cache(maxsize=512)
+def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
+
+
+def _schema_key(schema: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+
+
+class SchemaInterceptor:
+    """Checks the resolved input against the operation's input schema before the call and
+    the output against its output schema after it. A mismatch is not retryable."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, bytes] = {}
+
+    def _check(self, schema: Mapping[str, Any], value: Any, what: str, step: str) -> None:
+        key = self._keys.get(id(schema))
+        if key is None:
+            key = self._keys[id(schema)] = _schema_key(schema)
+        error = jsonschema.exceptions.best_match(_validator(key).iter_errors(value))
+        if error is not None:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+            raise ConnectorError(
+                f"step {step}: {what}{where}: {error.message}",
+                code=f"invalid_{what}",
+                retryable=False,
+            )
+
+    async def __call__(self, call: StepCall, proceed: Proceed) -> Any:
+        self._check(call.operation.input_schema, call.input, "input", call.step.name)
+        output = await proceed(call)
+        self._check(call.operation.output_schema, output, "output", call.step.name)
+        return output
+
+
+class CredentialProvider(Protocol):
+    """Loads an authentication for a step (issue 3: the vault decrypts it here)."""
+
+    async def get(self, region: str, account_id: str, auth_id: str) -> Credential: ...
+
+
+class AuthenticationInterceptor:
+    """Resolves the step's authentication and its `$.auth.<field>` references, just before
+    the connector call and nowhere else (S1). Values stay Secret objects."""
+
+    def __init__(self, provider: CredentialProvider | None) -> None:
+        self._provider = provider
+
+    async def __call__(self, call: StepCall, proceed: Proceed) -> Any:
+        auth_id = call.step.auth
+        if auth_id is None:
+            return await proceed(call)
+        if self._provider is None:
+            raise ConnectorError(
+                f"step {call.step.name} names authentication {auth_id!r}, but no "
+                "authentication store is configured on this server",
+                code="authentication_unavailable",
+                retryable=False,
+            )
+        credential = await self._provider.get(call.region, call.account_id, auth_id)
+        resolved = resolve(call.input, {}, auth=credential.fields)
+        return await proceed(replace(call, input=resolved, credential=credential))
+
+
+class OutputLimitInterceptor:
+    """Enforces max_step_output_bytes (W5) on what a step returns."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limit = limits.max_step_output_bytes
+
+    async def __call__(self, call: StepCall, proceed: Proceed) -> Any:
+        output = await proceed(call)
+        size = len(dumps_bytes(output))
+        if size > self._limit:
+            raise LimitExceeded(
+                "max_step_output_bytes",
+                self._limit,
+                f"step {call.step.name} returned {size} bytes",
+            )
+        return output
+
+
+def default_interceptors(
+    limits: Limits, credentials: CredentialProvider | None
+) -> list[Interceptor]:
+    """The chain, outermost first. Issue 4 adds redaction, issue 3 encryption, issue 7 audit
+    and metrics here."""
+    return [
+        SchemaInterceptor(),
+        OutputLimitInterceptor(limits),
+        AuthenticationInterceptor(credentials),
+    ]

@@ -1,0 +1,150 @@
+"""What the runner reads and writes in the cell: the execution it holds, its completed steps
+(for resume), each step's record, the final state. Every write is guarded by the lease, so
+a worker that lost an execution cannot write over the one that took it over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from sealflow.core.executions import Status
+from sealflow.db import codec
+from sealflow.db.tables import executions, step_runs
+
+
+class LeaseLost(Exception):
+    """Another worker holds this execution now (ours expired): stop without writing."""
+
+
+@dataclass
+class StepRecord:
+    path: str
+    name: str
+    connector: str
+    operation: str
+    status: str
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    logs: list[dict[str, Any]]
+    attempts: int
+    duration_ms: float
+    started_at: datetime
+    finished_at: datetime
+    next_step: str | None
+
+
+def load_execution(conn: Connection, execution_id: str) -> Any:
+    return conn.execute(select(executions).where(executions.c.id == execution_id)).first()
+
+
+def completed_steps(conn: Connection, execution_id: str) -> dict[str, Any]:
+    rows = conn.execute(
+        select(
+            step_runs.c.path, step_runs.c.status, step_runs.c.output,
+            step_runs.c.error, step_runs.c.next_step, step_runs.c.seq,
+        ).where(step_runs.c.execution_id == execution_id)
+    ).all()
+    return {r.path: r for r in rows}
+
+
+def _guard(execution_id: str, owner: str) -> Any:
+    return (executions.c.id == execution_id) & (executions.c.lease_owner == owner)
+
+
+def record_step(
+    conn: Connection, *, execution_id: str, account_id: str, owner: str, seq: int,
+    record: StepRecord, lease_until: datetime,
+) -> None:
+    """Write a finished step and extend the lease in one transaction: the step's completion
+    is durable before the next step starts (resume never re-runs it)."""
+    held = conn.execute(
+        update(executions)
+        .where(_guard(execution_id, owner))
+        .values(steps_run=executions.c.steps_run + 1, lease_expires_at=lease_until)
+    ).rowcount
+    if held != 1:
+        raise LeaseLost(execution_id)
+    conn.execute(
+        insert(step_runs).values(
+            execution_id=execution_id,
+            account_id=account_id,
+            seq=seq,
+            path=record.path,
+            step_name=record.name,
+            connector=record.connector,
+            operation=record.operation,
+            status=record.status,
+            input=codec.dumps(record.input),
+            output=codec.dumps(record.output),
+            error=codec.dumps(record.error) if record.error else None,
+            logs=codec.dumps(record.logs) if record.logs else None,
+            attempts=record.attempts,
+            next_step=record.next_step,
+            duration_ms=record.duration_ms,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+    )
+
+
+def set_response(conn: Connection, execution_id: str, owner: str, response: Any) -> None:
+    if conn.execute(
+        update(executions).where(_guard(execution_id, owner)).values(response=codec.dumps(response))
+    ).rowcount != 1:
+        raise LeaseLost(execution_id)
+
+
+def finish(
+    conn: Connection, *, execution_id: str, owner: str, status: Status, now: datetime,
+    result: Any = None, error: dict[str, Any] | None = None, response: Any = None,
+) -> None:
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "result": codec.dumps(result) if result is not None else None,
+        "error": codec.dumps(error) if error else None,
+    }
+    if response is not None:
+        values["response"] = codec.dumps(response)
+    if conn.execute(update(executions).where(_guard(execution_id, owner)).values(**values)).rowcount != 1:
+        raise LeaseLost(execution_id)
+
+
+def hand_back(
+    conn: Connection, *, execution_id: str, owner: str, run_after: datetime,
+    platform_attempt: bool,
+) -> bool:
+    """Return a running execution to the queue (platform fault or shutdown); its completed
+    steps stay recorded and are not run again."""
+    values: dict[str, Any] = {
+        "status": Status.QUEUED, "lease_owner": None, "lease_expires_at": None,
+        "run_after": run_after,
+    }
+    if platform_attempt:
+        values["platform_attempts"] = executions.c.platform_attempts + 1
+    return bool(
+        conn.execute(update(executions).where(_guard(execution_id, owner)).values(**values)).rowcount
+    )
+
+
+def heartbeat(conn: Connection, execution_id: str, owner: str, lease_until: datetime) -> tuple[bool, bool]:
+    """Extend the lease. Returns (still held, cancel requested)."""
+    held = conn.execute(
+        update(executions).where(_guard(execution_id, owner)).values(lease_expires_at=lease_until)
+    ).rowcount == 1
+    if not held:
+        return False, False
+    flag = conn.execute(
+        select(executions.c.cancel_requested).where(executions.c.id == execution_id)
+    ).scalar_one()
+    return True, bool(flag)
+
+
+def lease_deadline(now: datetime, lease_s: float) -> datetime:
+    return now + timedelta(seconds=lease_s)

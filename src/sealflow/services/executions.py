@@ -1,0 +1,230 @@
+"""Executions as the API and CLI see them: start one, list them, read one with its steps (the
+Debug view, W7), cancel, replay."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from sealflow.clock import Clock
+from sealflow.core.errors import Conflict, InvalidInput, Issue, NotFound
+from sealflow.core.executions import TERMINAL, Status
+from sealflow.db import codec
+from sealflow.db.tables import executions, step_runs, workflows
+from sealflow.regions.cells import Cells
+from sealflow.services.accounts import Caller
+
+TRIGGER_TYPES = ("manual", "webhook", "schedule", "callable", "replay")
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    id: str
+    region: str
+    account_id: str
+    workflow_id: str
+    version: int
+
+
+def insert_execution(
+    conn: Connection,
+    clock: Clock,
+    *,
+    region: str,
+    account_id: str,
+    workflow_id: str,
+    version: int,
+    trigger_type: str,
+    payload: Any,
+    respond_wait: bool = False,
+    parent_id: str | None = None,
+    call_depth: int = 0,
+    lease_owner: str | None = None,
+    lease_expires_at: datetime | None = None,
+) -> NewExecution:
+    """Insert a queued execution in the caller's transaction. With `lease_owner`, it is
+    inserted already claimed (running) by that worker: the direct-dispatch fast path."""
+    now = clock.now()
+    execution_id = str(uuid.uuid4())
+    conn.execute(
+        insert(executions).values(
+            id=execution_id,
+            account_id=account_id,
+            workflow_id=workflow_id,
+            workflow_version=version,
+            status=Status.RUNNING if lease_owner else Status.QUEUED,
+            trigger_type=trigger_type,
+            trigger_payload=codec.dumps(payload),
+            parent_id=parent_id,
+            call_depth=call_depth,
+            respond_wait=respond_wait,
+            platform_attempts=0,
+            steps_run=0,
+            lease_owner=lease_owner,
+            lease_expires_at=lease_expires_at,
+            run_after=now,
+            cancel_requested=False,
+            created_at=now,
+            started_at=now if lease_owner else None,
+        )
+    )
+    return NewExecution(execution_id, region, account_id, workflow_id, version)
+
+
+def workflow_for_run(conn: Connection, account_id: str, workflow_id: str) -> Any:
+    row = conn.execute(
+        select(workflows.c.id, workflows.c.current_version, workflows.c.trigger_type,
+               workflows.c.enabled).where(
+            workflows.c.id == workflow_id,
+            workflows.c.account_id == account_id,
+            workflows.c.deleted_at.is_(None),
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"workflow {workflow_id} not found")
+    return row
+
+
+def start(
+    cells: Cells, clock: Clock, caller: Caller, workflow_id: str, payload: Any,
+    *, trigger_type: str = "manual",
+) -> NewExecution:
+    """Queue a run of the workflow's current version (manual runs: API and CLI)."""
+    with cells[caller.region].write() as conn:
+        wf = workflow_for_run(conn, caller.account_id, workflow_id)
+        return insert_execution(
+            conn, clock, region=caller.region, account_id=caller.account_id,
+            workflow_id=workflow_id, version=wf.current_version, trigger_type=trigger_type,
+            payload={"body": payload, "headers": {}, "query": {}},
+        )
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "workflow_id": row.workflow_id,
+        "workflow_version": row.workflow_version,
+        "status": row.status,
+        "trigger_type": row.trigger_type,
+        "parent_id": row.parent_id,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "error": codec.loads(row.error),
+    }
+
+
+def list_executions(
+    cells: Cells, caller: Caller, *, workflow_id: str | None, status: str | None,
+    limit: int, before: datetime | None,
+) -> list[dict[str, Any]]:
+    if status is not None and status not in {s.value for s in Status}:
+        raise InvalidInput(
+            "invalid filter", [Issue("$.status", f"must be one of {', '.join(Status)}")]
+        )
+    query = select(executions).where(executions.c.account_id == caller.account_id)
+    if workflow_id:
+        query = query.where(executions.c.workflow_id == workflow_id)
+    if status:
+        query = query.where(executions.c.status == status)
+    if before:
+        query = query.where(executions.c.created_at < before)
+    query = query.order_by(executions.c.created_at.desc(), executions.c.id).limit(limit)
+    with cells[caller.region].read() as conn:
+        return [_summary(r) for r in conn.execute(query).all()]
+
+
+def _load(conn: Connection, caller: Caller, execution_id: str) -> Any:
+    row = conn.execute(
+        select(executions).where(
+            executions.c.id == execution_id, executions.c.account_id == caller.account_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"execution {execution_id} not found")
+    return row
+
+
+def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
+    """The Debug view: the execution and, per step, input, output, status, attempts,
+    duration and log lines."""
+    with cells[caller.region].read() as conn:
+        row = _load(conn, caller, execution_id)
+        steps = conn.execute(
+            select(step_runs)
+            .where(step_runs.c.execution_id == execution_id,
+                   step_runs.c.account_id == caller.account_id)
+            .order_by(step_runs.c.seq)
+        ).all()
+    out = _summary(row)
+    out.update(
+        trigger=codec.loads(row.trigger_payload),
+        result=codec.loads(row.result),
+        response=codec.loads(row.response),
+        platform_attempts=row.platform_attempts,
+        steps=[
+            {
+                "path": s.path,
+                "name": s.step_name,
+                "connector": s.connector,
+                "operation": s.operation,
+                "status": s.status,
+                "attempts": s.attempts,
+                "duration_ms": s.duration_ms,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "input": codec.loads(s.input),
+                "output": codec.loads(s.output),
+                "error": codec.loads(s.error),
+                "logs": codec.loads(s.logs) or [],
+                "next": s.next_step,
+            }
+            for s in steps
+        ],
+    )
+    return out
+
+
+def status_of(cells: Cells, caller: Caller, execution_id: str) -> str:
+    with cells[caller.region].read() as conn:
+        return str(_load(conn, caller, execution_id).status)
+
+
+def cancel(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> str:
+    """Queued executions are cancelled at once; running ones at their next step boundary
+    (the worker's heartbeat sees the flag)."""
+    with cells[caller.region].write() as conn:
+        row = _load(conn, caller, execution_id)
+        if row.status in TERMINAL:
+            raise Conflict(f"execution {execution_id} already {row.status}")
+        if row.status == Status.QUEUED:
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == execution_id, executions.c.status == Status.QUEUED)
+                .values(status=Status.CANCELLED, finished_at=clock.now(),
+                        error=codec.dumps({"code": "cancelled", "message": "cancelled by user"}))
+            )
+            return str(Status.CANCELLED)
+        conn.execute(
+            update(executions).where(executions.c.id == execution_id).values(cancel_requested=True)
+        )
+        return "cancelling"
+
+
+def replay(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> NewExecution:
+    """Run a finished execution's trigger payload again on the workflow's current version
+    (W7: fire-and-forget executions can be replayed)."""
+    with cells[caller.region].write() as conn:
+        row = _load(conn, caller, execution_id)
+        if row.status not in TERMINAL:
+            raise Conflict(f"execution {execution_id} is still {row.status}; replay a finished one")
+        wf = workflow_for_run(conn, caller.account_id, row.workflow_id)
+        return insert_execution(
+            conn, clock, region=caller.region, account_id=caller.account_id,
+            workflow_id=row.workflow_id, version=wf.current_version, trigger_type="replay",
+            payload=codec.loads(row.trigger_payload), parent_id=row.id,
+        )

@@ -1,0 +1,298 @@
+"""Workflows: validate on save, every save a new version (W2)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from sealflow.clock import Clock
+from sealflow.core.errors import NotFound
+from sealflow.core.limits import Limits
+from sealflow.core.workflows import Catalog, WorkflowDefinition, parse_text, validate
+from sealflow.db import codec
+from sealflow.db.tables import schedule_state, workflow_versions, workflows
+from sealflow.regions.cells import Cell, Cells
+from sealflow.services.accounts import Caller
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    id: str
+    name: str
+    version: int
+    trigger_type: str
+    enabled: bool
+    webhook_token: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SavedWorkflow:
+    workflow: WorkflowView
+    definition: WorkflowDefinition
+    # Returned once, when a signed webhook is first saved; never again.
+    webhook_secret: str | None = None
+
+
+def to_definition(source: Any, catalog: Catalog, limits: Limits) -> WorkflowDefinition:
+    """Parse (JSON or YAML text, or an already-decoded document) and validate."""
+    document = parse_text(source) if isinstance(source, str) else source
+    return validate(document, catalog, limits)
+
+
+def _view(row: Any) -> WorkflowView:
+    return WorkflowView(
+        id=row.id,
+        name=row.name,
+        version=row.current_version,
+        trigger_type=row.trigger_type,
+        enabled=row.enabled,
+        webhook_token=row.webhook_token,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _load(conn: Connection, caller: Caller, workflow_id: str) -> Any:
+    row = conn.execute(
+        select(workflows).where(
+            workflows.c.id == workflow_id,
+            workflows.c.account_id == caller.account_id,
+            workflows.c.deleted_at.is_(None),
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"workflow {workflow_id} not found")
+    return row
+
+
+def create(
+    cells: Cells, clock: Clock, catalog: Catalog, limits: Limits, caller: Caller, source: Any
+) -> SavedWorkflow:
+    definition = to_definition(source, catalog, limits)
+    now = clock.now()
+    workflow_id = str(uuid.uuid4())
+    with cells[caller.region].write() as conn:
+        conn.execute(
+            insert(workflows).values(
+                id=workflow_id,
+                account_id=caller.account_id,
+                name=definition.name,
+                current_version=1,
+                trigger_type=definition.trigger.type,
+                enabled=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        secret = _apply_trigger(conn, caller, workflow_id, definition, now, previous=None)
+        _insert_version(conn, caller, workflow_id, 1, definition, now)
+        row = _load(conn, caller, workflow_id)
+    return SavedWorkflow(_view(row), definition, secret)
+
+
+def update_definition(
+    cells: Cells,
+    clock: Clock,
+    catalog: Catalog,
+    limits: Limits,
+    caller: Caller,
+    workflow_id: str,
+    source: Any,
+) -> SavedWorkflow:
+    definition = to_definition(source, catalog, limits)
+    now = clock.now()
+    with cells[caller.region].write() as conn:
+        row = _load(conn, caller, workflow_id)
+        version = row.current_version + 1
+        secret = _apply_trigger(conn, caller, workflow_id, definition, now, previous=row)
+        _insert_version(conn, caller, workflow_id, version, definition, now)
+        conn.execute(
+            update(workflows)
+            .where(workflows.c.id == workflow_id)
+            .values(
+                name=definition.name,
+                current_version=version,
+                trigger_type=definition.trigger.type,
+                updated_at=now,
+            )
+        )
+        row = _load(conn, caller, workflow_id)
+    return SavedWorkflow(_view(row), definition, secret)
+
+
+def _insert_version(
+    conn: Connection,
+    caller: Caller,
+    workflow_id: str,
+    version: int,
+    definition: WorkflowDefinition,
+    now: datetime,
+) -> None:
+    conn.execute(
+        insert(workflow_versions).values(
+            workflow_id=workflow_id,
+            account_id=caller.account_id,
+            version=version,
+            document=codec.dumps(definition.document),
+            created_at=now,
+        )
+    )
+
+
+def _apply_trigger(
+    conn: Connection,
+    caller: Caller,
+    workflow_id: str,
+    definition: WorkflowDefinition,
+    now: datetime,
+    previous: Any,
+) -> str | None:
+    """Keep the webhook token, signing secret and schedule state in step with the trigger.
+    Returns a newly generated signing secret (shown once), else None."""
+    trigger = definition.trigger
+    values: dict[str, Any] = {}
+    new_secret = None
+    if trigger.type == "webhook":
+        if previous is None or previous.webhook_token is None:
+            token = secrets.token_urlsafe(32)
+            values.update(
+                webhook_token=token, webhook_token_hash=hashlib.sha256(token.encode()).hexdigest()
+            )
+        wants_secret = trigger.signature_header is not None
+        has_secret = previous is not None and previous.webhook_secret is not None
+        if wants_secret and not has_secret:
+            new_secret = "whsec_" + secrets.token_urlsafe(32)
+            values["webhook_secret"] = new_secret
+        elif not wants_secret and has_secret:
+            values["webhook_secret"] = None
+    elif previous is not None and previous.webhook_token is not None:
+        values.update(webhook_token=None, webhook_token_hash=None, webhook_secret=None)
+    if values:
+        conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(**values))
+
+    conn.execute(delete(schedule_state).where(schedule_state.c.workflow_id == workflow_id))
+    if trigger.type == "schedule":
+        # Start counting ticks from now: a new schedule never fires for the past.
+        conn.execute(
+            insert(schedule_state).values(
+                workflow_id=workflow_id, account_id=caller.account_id, last_tick=now
+            )
+        )
+    return new_secret
+
+
+def get(cells: Cells, caller: Caller, workflow_id: str) -> WorkflowView:
+    with cells[caller.region].read() as conn:
+        return _view(_load(conn, caller, workflow_id))
+
+
+def list_workflows(cells: Cells, caller: Caller, *, limit: int, offset: int) -> list[WorkflowView]:
+    with cells[caller.region].read() as conn:
+        rows = conn.execute(
+            select(workflows)
+            .where(workflows.c.account_id == caller.account_id, workflows.c.deleted_at.is_(None))
+            .order_by(workflows.c.created_at, workflows.c.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    return [_view(r) for r in rows]
+
+
+def get_version(cells: Cells, caller: Caller, workflow_id: str, version: int) -> dict[str, Any]:
+    with cells[caller.region].read() as conn:
+        _load(conn, caller, workflow_id)
+        row = conn.execute(
+            select(workflow_versions).where(
+                workflow_versions.c.workflow_id == workflow_id,
+                workflow_versions.c.account_id == caller.account_id,
+                workflow_versions.c.version == version,
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"version {version} of workflow {workflow_id} not found")
+    return {"version": row.version, "created_at": row.created_at, "document": codec.loads(row.document)}
+
+
+def list_versions(cells: Cells, caller: Caller, workflow_id: str) -> list[dict[str, Any]]:
+    with cells[caller.region].read() as conn:
+        _load(conn, caller, workflow_id)
+        rows = conn.execute(
+            select(workflow_versions.c.version, workflow_versions.c.created_at)
+            .where(
+                workflow_versions.c.workflow_id == workflow_id,
+                workflow_versions.c.account_id == caller.account_id,
+            )
+            .order_by(workflow_versions.c.version)
+        ).all()
+    return [{"version": r.version, "created_at": r.created_at} for r in rows]
+
+
+def delete_workflow(cells: Cells, clock: Clock, caller: Caller, workflow_id: str) -> None:
+    with cells[caller.region].write() as conn:
+        _load(conn, caller, workflow_id)
+        conn.execute(
+            update(workflows)
+            .where(workflows.c.id == workflow_id)
+            .values(
+                deleted_at=clock.now(),
+                enabled=False,
+                webhook_token=None,
+                webhook_token_hash=None,
+                webhook_secret=None,
+            )
+        )
+        conn.execute(delete(schedule_state).where(schedule_state.c.workflow_id == workflow_id))
+
+
+def count(cells: Cells, caller: Caller) -> int:
+    with cells[caller.region].read() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    workflows.c.account_id == caller.account_id, workflows.c.deleted_at.is_(None)
+                )
+            ).scalar_one()
+        )
+
+
+class DefinitionCache:
+    """Validated definitions by (region, workflow id, version). Versions never change once
+    saved, so entries never go stale; the cache is bounded."""
+
+    def __init__(self, catalog: Catalog, limits: Limits, size: int = 512) -> None:
+        self._catalog = catalog
+        self._limits = limits
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str, int], WorkflowDefinition] = OrderedDict()
+
+    def get(
+        self, cell: Cell, conn: Connection, account_id: str, workflow_id: str, version: int
+    ) -> WorkflowDefinition:
+        key = (cell.region, workflow_id, version)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            return found
+        row = conn.execute(
+            select(workflow_versions.c.document).where(
+                workflow_versions.c.workflow_id == workflow_id,
+                workflow_versions.c.account_id == account_id,
+                workflow_versions.c.version == version,
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"version {version} of workflow {workflow_id} not found")
+        definition = validate(codec.loads(row.document), self._catalog, self._limits)
+        self._entries[key] = definition
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return definition
