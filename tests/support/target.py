@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,6 +74,10 @@ def start_target() -> Target:
                         "method": record.method, "path": record.path, "query": record.query,
                         "json": _maybe_json(body), "headers": record.headers,
                     }
+            headers = dict(headers)
+            delay = float(headers.pop("X-Test-Delay", 0))
+            if delay:  # a slow third party
+                time.sleep(delay)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             for k, v in headers.items():

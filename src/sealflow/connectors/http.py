@@ -285,7 +285,7 @@ async def request(input: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
             ) as response:
                 raw = await _read(response)
     except ConnectorError as exc:  # the SSRF guard's refusal, or an oversized body
-        ctx.log(f"{method} {shown} refused: {exc.code}", method=method, url=shown, code=exc.code)
+        ctx.log(f"{method} {shown} failed: {exc.code}", method=method, url=shown, code=exc.code)
         raise
     except (TimeoutError, httpx.HTTPError) as exc:
         error = _transport_error(exc, method, shown)

@@ -87,6 +87,8 @@ def parse_text(text: str, fmt: Literal["json", "yaml"] | None = None) -> Any:
         raise WorkflowInvalid([Issue("$", f"invalid YAML{where}: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise WorkflowInvalid([Issue("$", f"invalid YAML: {exc}")]) from None
+    except ValueError as exc:  # NaN / Infinity, refused by _no_constant
+        raise WorkflowInvalid([Issue("$", f"invalid JSON: {exc}")]) from None
     except RecursionError:
         raise WorkflowInvalid([Issue("$", "the document nests too deeply")]) from None
     check_document(document)  # raises past the caps; other issues are validate()'s

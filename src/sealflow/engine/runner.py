@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from sealflow.clock import Clock
+from sealflow.connectors.base import Connector, Operation
 from sealflow.connectors.registry import ConnectorRegistry
 from sealflow.core.errors import ConnectorError, LimitExceeded, NotFound, SealflowError
 from sealflow.core.executions import Status
@@ -288,6 +289,10 @@ class Runner:
         if isinstance(header, _Failure):
             return self._failed(run, step, path, header, started, t0, logs)
         items = header.output["items"]
+        try:
+            self.limits.check("max_loop_iterations", len(items), f"loop {step.name} items")
+        except LimitExceeded as err:
+            return self._failed(run, step, path, _Failure(err, header.input, 1), started, t0, logs)
         results = []
         for index, item in enumerate(items):
             body_scope = {"trigger": scope["trigger"], "steps": dict(scope["steps"]),
@@ -331,17 +336,17 @@ class Runner:
     ) -> tuple[_Success | _Failure, list[dict[str, Any]]]:
         """Run a step's attempts under its retry policy, each through the chain."""
         logs: list[dict[str, Any]] = []
-        try:
-            resolved = resolve(step.input, scope)
-        except SealflowError as err:
-            return _Failure(err, step.input, 1), logs
         connector = self.registry.get(step.connector)
         operation = connector.operation(step.operation)
         if operation is None:  # validation prevents this; a removed plugin can cause it
             err = ConnectorError(f"connector {step.connector} has no operation {step.operation}",
                                  code="unknown_operation")
-            return _Failure(err, resolved, 1), logs
-        timeout, limit_name = self._timeout(step, operation.default_timeout_s)
+            return _Failure(err, step.input, 1), logs
+        try:
+            resolved = _resolve_input(step.input, scope, operation)
+        except SealflowError as err:
+            return _Failure(err, step.input, 1), logs
+        timeout, limit_name = self._timeout(step, connector, operation.default_timeout_s)
         attempt = 0
         while True:
             attempt += 1
@@ -357,14 +362,15 @@ class Runner:
                 ctx=ctx,
             )
             try:
-                async with asyncio.timeout(timeout):
+                # A little grace, so a connector's own deadline error (clearer) wins the race.
+                async with asyncio.timeout(timeout + TIMEOUT_GRACE_S):
                     output = await self.chain(call)
                 return _Success(resolved, output, attempt), logs
             except TimeoutError:
-                err = LimitExceeded(limit_name, timeout, f"step {step.name} did not finish in time")
-                err.retryable = True
+                err = _timed_out(limit_name, timeout, f"step {step.name} did not finish in time")
             except SealflowError as e:
-                err = e
+                # A connector's own deadline error: say which limit set the deadline.
+                err = _timed_out(limit_name, timeout, e.message) if e.code == "timeout" else e
             except Exception as e:  # noqa: BLE001 - a connector bug must not kill the worker
                 err = ConnectorError(
                     f"connector {step.connector} failed unexpectedly ({type(e).__name__})",
@@ -378,11 +384,15 @@ class Runner:
             ctx.log(f"attempt {attempt} failed ({err.code}); retrying in {delay:.2f}s")
             await self.clock.sleep(delay)
 
-    def _timeout(self, step: Step, default: float | None) -> tuple[float, str]:
-        limit_name = "http_timeout_max_s" if step.connector == "http" else "connector_timeout_s"
-        cap = getattr(self.limits, limit_name)
+    def _timeout(self, step: Step, connector: Connector, default: float | None) -> tuple[float, str]:
+        """The step's timeout and the limit that caps it (connectors may name another limit
+        than connector_timeout_s: http's http_timeout_max_s, delay's wall time)."""
+        limit_name = str(connector.extra.get("timeout_limit", "connector_timeout_s"))
+        cap = float(getattr(self.limits, limit_name))
         wanted = step.timeout or default or self.limits.connector_timeout_s
-        return min(wanted, cap), ("step timeout" if step.timeout else limit_name)
+        if wanted >= cap:
+            return cap, limit_name
+        return wanted, "step timeout" if step.timeout else limit_name
 
     def _record(
         self, run: _Run, step: Step, path: str, status: str, input_: Any, output: Any,
@@ -451,6 +461,41 @@ class Runner:
                 code="call_failed", details={"execution_id": child.id},
             )
         return codec.loads(row.result)  # the child links back through parent_id
+
+
+TIMEOUT_GRACE_S = 1.0
+
+
+def _timed_out(limit_name: str, timeout: float, message: str) -> LimitExceeded:
+    err = LimitExceeded(limit_name, timeout, message)
+    err.code, err.retryable = "timeout", True  # a slow third party may be faster next time
+    return err
+
+
+_EXPRESSION_FIELDS: dict[int, frozenset[str]] = {}
+
+
+def _expression_fields(operation: Operation) -> frozenset[str]:
+    """Input fields holding JSONata (schema annotation x-sealflow-jsonata): the connector
+    evaluates them against the context, so references inside are not resolved first."""
+    found = _EXPRESSION_FIELDS.get(id(operation.input_schema))
+    if found is None:
+        props = operation.input_schema.get("properties", {})
+        found = frozenset(
+            k for k, v in props.items() if isinstance(v, dict) and v.get("x-sealflow-jsonata")
+        )
+        _EXPRESSION_FIELDS[id(operation.input_schema)] = found
+    return found
+
+
+def _resolve_input(value: Any, scope: dict[str, Any], operation: Operation) -> Any:
+    raw = _expression_fields(operation)
+    if not raw or not isinstance(value, dict):
+        return resolve(value, scope)
+    kept = {k: v for k, v in value.items() if k in raw}
+    out = resolve({k: v for k, v in value.items() if k not in raw}, scope)
+    out.update(kept)
+    return out
 
 
 @dataclass
