@@ -46,7 +46,8 @@ class _OutboundClient:
             self._client = build_client(
                 allow=self._settings.ssrf_allow,
                 ca_bundle=str(self._settings.outbound_ca_bundle)
-                if self._settings.outbound_ca_bundle else None,
+                if self._settings.outbound_ca_bundle
+                else None,
                 timeout=self._limits.http_timeout_max_s,
             )
         return self._client
@@ -128,8 +129,16 @@ def build_platform(
     queue_ref.append(queue)
     ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch)
     return Platform(
-        settings=settings, cells=cells, clock=clock, limits=limits, registry=registry,
-        definitions=definitions, hub=hub, runner=runner, queue=queue, ticker=ticker,
+        settings=settings,
+        cells=cells,
+        clock=clock,
+        limits=limits,
+        registry=registry,
+        definitions=definitions,
+        hub=hub,
+        runner=runner,
+        queue=queue,
+        ticker=ticker,
         outbound=outbound,
     )
 
@@ -141,4 +150,4 @@ async def _call_connector(call):  # type: ignore[no-untyped-def]
     return await call.operation.handler(call.input, call.ctx)
 
 
-__all__ = ["Platform", "build_cells", "build_platform", "migrate_all", "asyncio"]
+__all__ = ["Platform", "asyncio", "build_cells", "build_platform", "migrate_all"]

@@ -121,7 +121,8 @@ def serve(
     from sealflow.api.app import create_app
     from sealflow.bootstrap import build_platform
     from sealflow.logs import configure_logging
-    from sealflow.tls import build_ssl_context, serve as tls_serve
+    from sealflow.tls import build_ssl_context
+    from sealflow.tls import serve as tls_serve
 
     settings = _settings()
     configure_logging(settings.log_level)

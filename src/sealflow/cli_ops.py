@@ -14,7 +14,8 @@ from sealflow.core.errors import NotFound
 from sealflow.db.tables import workflows
 from sealflow.engine.records import lease_deadline
 from sealflow.queue.embedded import new_owner
-from sealflow.services import executions, workflows as workflow_service
+from sealflow.services import executions
+from sealflow.services import workflows as workflow_service
 from sealflow.services.accounts import Caller, find_account
 from sealflow.services.executions import insert_execution, workflow_for_run
 
@@ -28,7 +29,7 @@ def caller_for_workflow(platform: Platform, workflow_id: str) -> Caller:
                 )
             ).first()
         if row is not None:
-            return Caller(region=region, account_id=row.account_id, token_id="cli")
+            return Caller(region=region, account_id=row.account_id, token_id="cli")  # noqa: S106 - not a secret
     raise NotFound(f"workflow {workflow_id} not found in any served region")
 
 
@@ -55,7 +56,7 @@ def import_workflow(
     platform: Platform, account_id: str, text: str, workflow_id: str | None
 ) -> dict[str, Any]:
     account = find_account(platform.cells, account_id)
-    who = Caller(region=account.region, account_id=account.id, token_id="cli")
+    who = Caller(region=account.region, account_id=account.id, token_id="cli")  # noqa: S106 - not a secret
     if workflow_id:
         saved = workflow_service.update_definition(
             platform.cells, platform.clock, platform.registry, platform.limits, who, workflow_id,

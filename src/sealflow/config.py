@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     public_url: str = ""  # base of webhook URLs shown to users; default https://host:port
     default_region: Region = "us"
     regions: dict[Region, RegionSettings] = Field(
-        default_factory=lambda: {r: RegionSettings() for r in REGIONS}
+        default_factory=lambda: {r: RegionSettings() for r in ("us", "eu", "apac")}
     )
     tls_profile: Literal["intermediate", "modern"] = "intermediate"
     tls_cert_file: Path | None = None

@@ -9,15 +9,27 @@ from tests.support.flows import example, run, save
 
 def test_order_status_webhook_answers_with_the_shaped_order(server, account, target):
     _, token = account
-    target.script("/orders/A-17", (200, {}, {
-        "id": "A-17", "status": "shipped",
-        "lines": [{"qty": 2, "price": 10.5}, {"qty": 1, "price": 4}],
-    }))
-    target.script("/orders/B-2", (200, {}, {"id": "B-2", "status": "packing",
-                                            "lines": [{"qty": 1, "price": 3}]}))
+    target.script(
+        "/orders/A-17",
+        (
+            200,
+            {},
+            {
+                "id": "A-17",
+                "status": "shipped",
+                "lines": [{"qty": 2, "price": 10.5}, {"qty": 1, "price": 4}],
+            },
+        ),
+    )
+    target.script(
+        "/orders/B-2",
+        (200, {}, {"id": "B-2", "status": "packing", "lines": [{"qty": 1, "price": 3}]}),
+    )
     target.script("/orders/none", (404, {}, {"error": "nope"}))
     with server.client(token) as client:
-        wf = save(client, example("order-status-webhook.yaml", **{"orders.example.test": target.url}))
+        wf = save(
+            client, example("order-status-webhook.yaml", **{"orders.example.test": target.url})
+        )
         hook = wf["webhook_url"]
         assert hook.startswith(server.url + "/hooks/us/")
 
@@ -26,8 +38,12 @@ def test_order_status_webhook_answers_with_the_shaped_order(server, account, tar
             pending = anon.post(hook, json={"order_id": "B-2"})
             missing = anon.post(hook, json={"order_id": "none"})
         assert shipped.status_code == 200, shipped.text
-        assert shipped.json() == {"order": "A-17", "message": "Your order is on its way",
-                                  "items": 2, "total": 25}
+        assert shipped.json() == {
+            "order": "A-17",
+            "message": "Your order is on its way",
+            "items": 2,
+            "total": 25,
+        }
         assert shipped.headers["strict-transport-security"].startswith("max-age=63072000")
         assert pending.json()["message"] == "We are preparing your order"
         assert missing.status_code == 404
@@ -50,13 +66,29 @@ def test_order_status_webhook_answers_with_the_shaped_order(server, account, tar
 
 def test_open_orders_report_posts_each_big_order(server, account, target):
     _, token = account
-    target.script("/orders", (200, {}, {"orders": [
-        {"id": "o1", "total": 250}, {"id": "o2", "total": 20}, {"id": "o3", "total": 100},
-    ]}))
+    target.script(
+        "/orders",
+        (
+            200,
+            {},
+            {
+                "orders": [
+                    {"id": "o1", "total": 250},
+                    {"id": "o2", "total": 20},
+                    {"id": "o3", "total": 100},
+                ]
+            },
+        ),
+    )
     target.script("/hooks/orders", (204, {}, b""))
     with server.client(token) as client:
-        wf = save(client, example("open-orders-report.yaml", **{
-            "orders.example.test": target.url, "chat.example.test": target.url}))
+        wf = save(
+            client,
+            example(
+                "open-orders-report.yaml",
+                **{"orders.example.test": target.url, "chat.example.test": target.url},
+            ),
+        )
         assert wf["trigger_type"] == "schedule"
         done = run(client, wf["id"])
         assert done["status"] == "succeeded", done
@@ -84,15 +116,16 @@ def test_callable_sub_workflow_fire_and_wait_and_fire_and_forget(server, account
         assert target.hits("/contacts")[0].query == {"email": "ada@example.test"}
 
         # fire-and-forget: the caller gets the child's execution id; the child runs on its own
-        forget = dict(caller_doc, name="Sign-up, fire and forget",
-                      trigger={"type": "manual"})
-        forget["steps"] = [dict(caller_doc["steps"][0], input=dict(
-            caller_doc["steps"][0]["input"], wait=False))]
+        forget = dict(caller_doc, name="Sign-up, fire and forget", trigger={"type": "manual"})
+        forget["steps"] = [
+            dict(caller_doc["steps"][0], input=dict(caller_doc["steps"][0]["input"], wait=False))
+        ]
         wf = save(client, forget)
         done = run(client, wf["id"], {"email": "bob@example.test"})
         assert done["status"] == "succeeded", done
         child_id = done["steps"][0]["output"]["execution_id"]
         from tests.support.flows import wait_done
+
         child = wait_done(client, child_id)
         assert child["status"] == "succeeded"
         assert child["parent_id"] == done["id"]

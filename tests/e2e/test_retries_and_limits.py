@@ -12,17 +12,23 @@ from tests.support.server import make_server
 
 
 def http_flow(url: str, **step: object) -> dict:
-    return {"name": "call", "trigger": {"type": "manual"},
-            "steps": [{"name": "call", "connector": "http",
-                       "input": {"method": "GET", "url": url}, **step}]}
+    return {
+        "name": "call",
+        "trigger": {"type": "manual"},
+        "steps": [
+            {"name": "call", "connector": "http", "input": {"method": "GET", "url": url}, **step}
+        ],
+    }
 
 
 def test_503_twice_then_200_takes_three_attempts(server, account, target):
     _, token = account
     target.script("/flaky", (503, {}, {"e": 1}), (503, {}, {"e": 2}), (200, {}, {"ok": True}))
     with server.client(token) as client:
-        wf = save(client, http_flow(f"{target.url}/flaky",
-                                    retry={"initial_interval": 0.05, "max_interval": 0.2}))
+        wf = save(
+            client,
+            http_flow(f"{target.url}/flaky", retry={"initial_interval": 0.05, "max_interval": 0.2}),
+        )
         done = run(client, wf["id"])
     assert done["status"] == "succeeded", done
     step = done["steps"][0]
@@ -36,8 +42,10 @@ def test_retry_after_is_honoured(server, account, target):
     _, token = account
     target.script("/busy", (429, {"Retry-After": "1"}, {}), (200, {}, {"ok": 1}))
     with server.client(token) as client:
-        wf = save(client, http_flow(f"{target.url}/busy",
-                                    retry={"initial_interval": 0.01, "max_interval": 0.05}))
+        wf = save(
+            client,
+            http_flow(f"{target.url}/busy", retry={"initial_interval": 0.01, "max_interval": 0.05}),
+        )
         done = run(client, wf["id"])
     assert done["status"] == "succeeded", done
     first, second = target.hits("/busy")
@@ -63,8 +71,10 @@ def test_retries_exhausted_fail_with_the_last_error(server, account, target):
     _, token = account
     target.script("/down", (502, {}, {}))
     with server.client(token) as client:
-        wf = save(client, http_flow(f"{target.url}/down",
-                                    retry={"max_attempts": 3, "initial_interval": 0.01}))
+        wf = save(
+            client,
+            http_flow(f"{target.url}/down", retry={"max_attempts": 3, "initial_interval": 0.01}),
+        )
         done = run(client, wf["id"])
     assert done["status"] == "failed"
     assert done["steps"][0]["attempts"] == 3
@@ -74,15 +84,33 @@ def test_retries_exhausted_fail_with_the_last_error(server, account, target):
 def test_on_error_continue_and_error_branch(server, account, target):
     _, token = account
     target.script("/gone", (410, {}, {}))
-    doc = {"name": "errors", "trigger": {"type": "manual"}, "steps": [
-        {"name": "soft", "connector": "http", "on_error": "continue",
-         "input": {"method": "GET", "url": f"{target.url}/gone"}},
-        {"name": "hard", "connector": "http", "on_error": "branch", "error_next": "recover",
-         "input": {"method": "GET", "url": f"{target.url}/gone"}},
-        {"name": "unreached", "connector": "raise_error", "input": {"message": "no"}},
-        {"name": "recover", "connector": "transform",
-         "input": {"expression": "{'soft': $.steps.soft.error.code, 'hard': $.steps.hard.error.code}"}},
-    ]}
+    doc = {
+        "name": "errors",
+        "trigger": {"type": "manual"},
+        "steps": [
+            {
+                "name": "soft",
+                "connector": "http",
+                "on_error": "continue",
+                "input": {"method": "GET", "url": f"{target.url}/gone"},
+            },
+            {
+                "name": "hard",
+                "connector": "http",
+                "on_error": "branch",
+                "error_next": "recover",
+                "input": {"method": "GET", "url": f"{target.url}/gone"},
+            },
+            {"name": "unreached", "connector": "raise_error", "input": {"message": "no"}},
+            {
+                "name": "recover",
+                "connector": "transform",
+                "input": {
+                    "expression": "{'soft': $.steps.soft.error.code, 'hard': $.steps.hard.error.code}"
+                },
+            },
+        ],
+    }
     with server.client(token) as client:
         done = run(client, save(client, doc)["id"])
     assert done["status"] == "succeeded", done
@@ -128,54 +156,116 @@ def manual(*steps: dict) -> dict:
 
 def test_limit_http_timeout(tight_client, target):
     target.script("/slow", (200, {"X-Test-Delay": "3"}, {}))
-    done = run(tight_client, save(tight_client, manual(
-        {"name": "slow", "connector": "http", "retry": {"max_attempts": 1},
-         "input": {"method": "GET", "url": f"{target.url}/slow"}}))["id"])
+    done = run(
+        tight_client,
+        save(
+            tight_client,
+            manual(
+                {
+                    "name": "slow",
+                    "connector": "http",
+                    "retry": {"max_attempts": 1},
+                    "input": {"method": "GET", "url": f"{target.url}/slow"},
+                }
+            ),
+        )["id"],
+    )
     assert done["status"] == "failed"
     assert done["error"]["code"] in ("timeout", "limit_exceeded")
-    assert "http_timeout_max_s" in done["error"]["message"] or done["error"].get("limit") == "http_timeout_max_s"
+    assert (
+        "http_timeout_max_s" in done["error"]["message"]
+        or done["error"].get("limit") == "http_timeout_max_s"
+    )
 
 
 def test_limit_execution_wall_time(tight_client):
-    done = run(tight_client, save(tight_client, manual(
-        {"name": "a", "connector": "delay", "input": {"seconds": 1.2}},
-        {"name": "b", "connector": "delay", "input": {"seconds": 1.2}},
-        {"name": "c", "connector": "delay", "input": {"seconds": 1.2}}))["id"])
+    done = run(
+        tight_client,
+        save(
+            tight_client,
+            manual(
+                {"name": "a", "connector": "delay", "input": {"seconds": 1.2}},
+                {"name": "b", "connector": "delay", "input": {"seconds": 1.2}},
+                {"name": "c", "connector": "delay", "input": {"seconds": 1.2}},
+            ),
+        )["id"],
+    )
     assert done["status"] == "failed"
     assert done["error"]["limit"] == "execution_wall_time_s", done["error"]
 
 
 def test_limit_loop_iterations(tight_client):
-    done = run(tight_client, save(tight_client, manual(
-        {"name": "each", "connector": "loop", "input": {"items": "$.trigger.body"},
-         "steps": [{"name": "noop", "connector": "transform", "input": {"expression": "$.item"}}]},
-    ))["id"], payload=[1, 2, 3, 4, 5])
+    done = run(
+        tight_client,
+        save(
+            tight_client,
+            manual(
+                {
+                    "name": "each",
+                    "connector": "loop",
+                    "input": {"items": "$.trigger.body"},
+                    "steps": [
+                        {
+                            "name": "noop",
+                            "connector": "transform",
+                            "input": {"expression": "$.item"},
+                        }
+                    ],
+                },
+            ),
+        )["id"],
+        payload=[1, 2, 3, 4, 5],
+    )
     assert done["status"] == "failed"
     assert done["error"]["limit"] == "max_loop_iterations", done["error"]
 
 
 def test_limit_steps_per_execution(tight_client):
-    done = run(tight_client, save(tight_client, manual(
-        {"name": "each", "connector": "loop", "input": {"items": "$.trigger.body", "max_iterations": 3},
-         "steps": [{"name": "one", "connector": "transform", "input": {"expression": "1"}},
-                   {"name": "two", "connector": "transform", "input": {"expression": "2"}},
-                   {"name": "three", "connector": "transform", "input": {"expression": "3"}}]},
-    ))["id"], payload=[1, 2, 3])
+    done = run(
+        tight_client,
+        save(
+            tight_client,
+            manual(
+                {
+                    "name": "each",
+                    "connector": "loop",
+                    "input": {"items": "$.trigger.body", "max_iterations": 3},
+                    "steps": [
+                        {"name": "one", "connector": "transform", "input": {"expression": "1"}},
+                        {"name": "two", "connector": "transform", "input": {"expression": "2"}},
+                        {"name": "three", "connector": "transform", "input": {"expression": "3"}},
+                    ],
+                },
+            ),
+        )["id"],
+        payload=[1, 2, 3],
+    )
     assert done["status"] == "failed"
     assert done["error"]["limit"] == "max_steps_per_execution", done["error"]
 
 
 def test_limit_step_output_size(tight_client):
-    done = run(tight_client, save(tight_client, manual(
-        {"name": "big", "connector": "transform",
-         "input": {"expression": "$pad('', 5000, 'x')"}}))["id"])
+    done = run(
+        tight_client,
+        save(
+            tight_client,
+            manual(
+                {
+                    "name": "big",
+                    "connector": "transform",
+                    "input": {"expression": "$pad('', 5000, 'x')"},
+                }
+            ),
+        )["id"],
+    )
     assert done["status"] == "failed"
     assert done["error"]["limit"] == "max_step_output_bytes", done["error"]
 
 
 def test_limit_steps_per_workflow_on_save(tight_client):
-    steps = [{"name": f"s{i}", "connector": "transform", "input": {"expression": "1"}}
-             for i in range(7)]
+    steps = [
+        {"name": f"s{i}", "connector": "transform", "input": {"expression": "1"}} for i in range(7)
+    ]
     r = tight_client.post("/v1/workflows", json={"definition": manual(*steps)})
     assert r.status_code == 422
     assert any("max_steps_per_workflow" in i["message"] for i in r.json()["error"]["issues"])
@@ -183,26 +273,55 @@ def test_limit_steps_per_workflow_on_save(tight_client):
 
 def test_limit_call_depth(tight_client):
     # a callable workflow that calls itself: depth grows until max_call_depth stops it
-    wf = save(tight_client, {"name": "recurse", "trigger": {"type": "callable"}, "steps": [
-        {"name": "noop", "connector": "transform", "input": {"expression": "1"}}]})
-    doc = {"name": "recurse", "trigger": {"type": "callable"}, "steps": [
-        {"name": "again", "connector": "call_workflow",
-         "input": {"workflow_id": wf["id"], "input": {}, "wait": True}}]}
+    wf = save(
+        tight_client,
+        {
+            "name": "recurse",
+            "trigger": {"type": "callable"},
+            "steps": [{"name": "noop", "connector": "transform", "input": {"expression": "1"}}],
+        },
+    )
+    doc = {
+        "name": "recurse",
+        "trigger": {"type": "callable"},
+        "steps": [
+            {
+                "name": "again",
+                "connector": "call_workflow",
+                "input": {"workflow_id": wf["id"], "input": {}, "wait": True},
+            }
+        ],
+    }
     r = tight_client.put(f"/v1/workflows/{wf['id']}", json={"definition": doc})
     assert r.status_code == 200, r.text
-    starter = save(tight_client, manual({"name": "go", "connector": "call_workflow",
-                                         "input": {"workflow_id": wf["id"], "wait": True}}))
+    starter = save(
+        tight_client,
+        manual(
+            {
+                "name": "go",
+                "connector": "call_workflow",
+                "input": {"workflow_id": wf["id"], "wait": True},
+            }
+        ),
+    )
     done = run(tight_client, starter["id"])
     assert done["status"] == "failed"
     assert "max_call_depth" in done["error"]["message"], done["error"]
 
 
 def test_limit_webhook_payload(tight, tight_client):
-    wf = save(tight_client, {"name": "hook", "trigger": {"type": "webhook"}, "steps": [
-        {"name": "noop", "connector": "transform", "input": {"expression": "1"}}]})
+    wf = save(
+        tight_client,
+        {
+            "name": "hook",
+            "trigger": {"type": "webhook"},
+            "steps": [{"name": "noop", "connector": "transform", "input": {"expression": "1"}}],
+        },
+    )
     with httpx.Client(verify=tight.client_ssl()) as anon:
-        r = anon.post(wf["webhook_url"], content=b"x" * 2001,
-                      headers={"content-type": "text/plain"})
+        r = anon.post(
+            wf["webhook_url"], content=b"x" * 2001, headers={"content-type": "text/plain"}
+        )
         assert r.status_code == 413
         assert r.json()["error"]["limit"] == "webhook_payload_bytes"
 
@@ -216,10 +335,18 @@ def test_limit_webhook_payload(tight, tight_client):
 
 
 def test_limit_webhook_reply_timeout(tight, tight_client):
-    wf = save(tight_client, {"name": "slow hook", "trigger": {"type": "webhook", "respond": "wait"},
-                             "steps": [{"name": "wait", "connector": "delay", "input": {"seconds": 0.9}},
-                                       {"name": "wait2", "connector": "delay", "input": {"seconds": 0.9}},
-                                       {"name": "reply", "connector": "respond", "input": {"body": "late"}}]})
+    wf = save(
+        tight_client,
+        {
+            "name": "slow hook",
+            "trigger": {"type": "webhook", "respond": "wait"},
+            "steps": [
+                {"name": "wait", "connector": "delay", "input": {"seconds": 0.9}},
+                {"name": "wait2", "connector": "delay", "input": {"seconds": 0.9}},
+                {"name": "reply", "connector": "respond", "input": {"body": "late"}},
+            ],
+        },
+    )
     with httpx.Client(verify=tight.client_ssl(), timeout=10) as anon:
         t0 = time.monotonic()
         r = anon.post(wf["webhook_url"], json={})

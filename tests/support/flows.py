@@ -38,7 +38,9 @@ def wait_done(client: httpx.Client, execution_id: str, timeout: float = 30) -> d
     raise AssertionError(f"execution {execution_id} did not finish: {body}")
 
 
-def run(client: httpx.Client, workflow_id: str, payload: Any = None, timeout: float = 30) -> dict[str, Any]:
+def run(
+    client: httpx.Client, workflow_id: str, payload: Any = None, timeout: float = 30
+) -> dict[str, Any]:
     r = client.post(f"/v1/workflows/{workflow_id}/run", json={"input": payload})
     assert r.status_code == 202, r.text
     return wait_done(client, r.json()["execution_id"], timeout)

@@ -41,19 +41,35 @@ class Server:
     def operator_token(self) -> str:
         return (self.data_dir / "operator.token").read_text().strip()
 
-    def cli(self, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "sealflow.cli", "--data-dir", str(self.data_dir), *args],
-            env=self.env, capture_output=True, text=True, check=check, timeout=120,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
     def start(self, timeout: float = 30.0) -> None:
         self.log_path = self.data_dir / "server.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sealflow.cli", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), "serve"],
-            env=self.env, stdout=log, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "sealflow.cli",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "serve",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -76,8 +92,13 @@ class Server:
 
     def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, verify=self.client_ssl(), headers=headers,
-                            timeout=kw.pop("timeout", 30), **kw)
+        return httpx.Client(
+            base_url=self.url,
+            verify=self.client_ssl(),
+            headers=headers,
+            timeout=kw.pop("timeout", 30),
+            **kw,
+        )
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -62,18 +62,30 @@ def start_target() -> Target:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            record = Recorded(self.command, parts.path, dict(parse_qsl(parts.query)),
-                              {k.lower(): v for k, v in self.headers.items()}, body)
+            record = Recorded(
+                self.command,
+                parts.path,
+                dict(parse_qsl(parts.query)),
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+            )
             with target.lock:
                 target.requests.append(record)
                 script = target.scripts.get(parts.path)
                 if script:
                     status, headers, payload = script[0] if len(script) == 1 else script.pop(0)
                 else:  # default: echo what was received
-                    status, headers, payload = 200, {}, {
-                        "method": record.method, "path": record.path, "query": record.query,
-                        "json": _maybe_json(body), "headers": record.headers,
-                    }
+                    status, headers, payload = (
+                        200,
+                        {},
+                        {
+                            "method": record.method,
+                            "path": record.path,
+                            "query": record.query,
+                            "json": _maybe_json(body),
+                            "headers": record.headers,
+                        },
+                    )
             headers = dict(headers)
             delay = float(headers.pop("X-Test-Delay", 0))
             if delay:  # a slow third party

@@ -52,7 +52,7 @@ def test_parse_reference(text: str, root: str, path: tuple[Any, ...]) -> None:
         ("$.", "expected one of trigger, steps, auth, item, index after '$.'"),
         ("$.step.x", "unknown root 'step' (did you mean 'steps'?)"),
         ("$.trigger..a", "expected a name after '.' at position 9"),
-        ("$.trigger.a[x]", "expected [<index>] or [\"<key>\"] at position 11"),
+        ("$.trigger.a[x]", 'expected [<index>] or ["<key>"] at position 11'),
         ("$.trigger.a b", "unexpected ' ' at position 11"),
         ("$.steps", "name the step: $.steps.<step name>"),
         ("$.steps[0]", "name the step"),
@@ -91,7 +91,7 @@ def test_find_references_raises_on_syntax_errors_with_the_path() -> None:
         find_references({"a": ["ok", "$.trigger..x"]})
     with pytest.raises(ValueError, match=r"unclosed '\{\{' at position 2"):
         find_references("a {{ $.trigger")
-    with pytest.raises(ValueError, match="in '{{ }}' at position 0"):
+    with pytest.raises(ValueError, match=r"in '\{\{ \}\}' at position 0"):
         find_references("{{ trigger }}")
 
 
@@ -179,7 +179,7 @@ def test_non_json_leaves_untouched() -> None:
 
 # -- auth and secrets ---------------------------------------------------------------------
 
-AUTH = {"token": Secret("s3cr3t", "github"), "header": "X-Api-Key"}
+AUTH: dict[str, Secret | str] = {"token": Secret("s3cr3t", "github"), "header": "X-Api-Key"}
 
 
 def test_auth_left_untouched_without_auth() -> None:
@@ -250,8 +250,9 @@ def test_data_never_pulls_a_secret_in_the_second_pass(payload: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
@@ -284,3 +285,25 @@ def test_text_outside_templates_is_unchanged(before: str, after: str, value: Any
 def test_plain_text_is_returned_as_is(text: str) -> None:
     assert resolve(text, {}) == text
     assert find_references(text) == []
+
+
+def test_second_pass_keeps_data_exact_next_to_auth() -> None:
+    ctx = {"trigger": {"p": "ends with \\", "q": "$.x {{ y }}"}}
+    value = "{{ $.trigger.p }}{{ $.auth.token }}|{{ $.trigger.q }}"
+    first = resolve(value, ctx)
+    assert first == "ends with \\{{ $.auth.token }}|$.x \\{{ y }}"  # shown: data escaped
+    second = resolve(first, {}, auth=AUTH)
+    assert second.reveal() == "ends with \\s3cr3t|$.x {{ y }}"
+    # once stored and read back (a plain str), the text form still resolves safely
+    assert resolve(str(resolve("{{ $.trigger.q }}{{ $.auth.token }}", ctx)), {}, auth=AUTH) == (
+        Secret("$.x {{ y }}s3cr3t")
+    )
+
+
+def test_secrets_in_the_context_stay_secret() -> None:
+    ctx = {"trigger": {"s": Secret("hidden", "leak")}}
+    assert resolve("$.trigger.s", ctx) == Secret("hidden")
+    out = resolve("x={{ $.trigger.s }}", ctx)
+    assert isinstance(out, Secret) and out.reveal() == "x=hidden"
+    pending = resolve("{{ $.trigger.s }} {{ $.auth.token }}", ctx)
+    assert isinstance(pending, Secret) and "hidden" not in repr(pending)

@@ -55,8 +55,9 @@ OPERATIONS: dict[tuple[str, str], OperationInfo] = {
             True,
             "http_timeout_max_s",
         ),
-        OperationInfo("transform", "evaluate", _obj({"expression": EXPRESSION}, ("expression",)),
-                      None, False),  # fmt: skip
+        OperationInfo(
+            "transform", "evaluate", _obj({"expression": EXPRESSION}, ("expression",)), None, False
+        ),
         OperationInfo(
             "branch",
             "evaluate",
@@ -84,9 +85,14 @@ OPERATIONS: dict[tuple[str, str], OperationInfo] = {
             "loop",
             False,
         ),
-        OperationInfo("delay", "wait", _obj({"seconds": {"type": "number", "minimum": 0,
-                      "maximum": 3600}}, ("seconds",)), None, False,
-                      "execution_wall_time_s"),  # fmt: skip
+        OperationInfo(
+            "delay",
+            "wait",
+            _obj({"seconds": {"type": "number", "minimum": 0, "maximum": 3600}}, ("seconds",)),
+            None,
+            False,
+            "execution_wall_time_s",
+        ),
         OperationInfo(
             "respond",
             "respond",
@@ -213,6 +219,15 @@ def test_the_documented_example_is_valid() -> None:
     fetch = definition.graph.steps["fetch"]
     assert fetch.retry == RetryPolicy()
     assert fetch.on_error == "branch" and fetch.error_next == "handle_failure"
+
+
+def test_the_documented_example_is_valid_with_the_real_connectors() -> None:
+    from sealflow.connectors.registry import ConnectorRegistry
+
+    example = re.search(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
+    assert example is not None
+    definition = validate(parse_text(example.group(1)), ConnectorRegistry.discover(), LIMITS)
+    assert definition.graph.steps["each_line"].control == "loop"
 
 
 # -- parse_text ---------------------------------------------------------------------------
@@ -358,18 +373,16 @@ def test_trigger_types() -> None:
 
 
 def test_webhook_fields() -> None:
-    t = ok(trig(type="webhook", respond="wait", signature={"secret_auth": "auth_1"})).trigger
-    assert (t.respond, t.signature_header, t.signature_auth) == (
-        "wait",
-        "X-Sealflow-Signature",
-        "auth_1",
-    )
-    t = ok(trig(type="webhook", signature={"header": "X-Hub-Signature-256", "secret_auth": "s"}))
-    assert t.trigger.signature_header == "X-Hub-Signature-256"
-    assert issues(trig(type="webhook", respond="later", signature={"header": "bad header"})) == {
+    t = ok(trig(type="webhook", respond="wait", signature=True)).trigger
+    assert (t.respond, t.signature_header) == ("wait", "X-Sealflow-Signature")
+    assert ok(trig(type="webhook")).trigger.signature_header is None
+    signed = ok(trig(type="webhook", signature={"header": "X-Hub-Signature-256"}))
+    assert signed.trigger.signature_header == "X-Hub-Signature-256"
+    assert issues(trig(type="webhook", respond="later", signature={"header": "bad header",
+                                                                   "secret": "x"})) == {
         "$.trigger.respond": "must be immediate or wait",
         "$.trigger.signature.header": "must be an HTTP header name",
-        "$.trigger.signature.secret_auth": "is required",
+        "$.trigger.signature.secret": "unknown field 'secret'",
     }
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sealflow.core.limits import Limits
+from sealflow.core.workflows import WorkflowInvalid
 from tests.unit.test_workflows import doc, http, issues, ok, only, transform
 from tests.unit.test_workflows_steps import branch, loop, switch
 
@@ -150,7 +153,9 @@ def test_reference_through_the_error_branch() -> None:
 def test_loop_body_sees_enclosing_steps_but_not_the_reverse() -> None:
     body = [transform("inner", "$.steps.before"), transform("inner2", "$.steps.inner")]
     assert ok(doc(transform("before"), loop("each", steps=body)))
-    found = issues(doc(loop("each", steps=[transform("inner")]), transform("after", "$.steps.inner")))
+    found = issues(
+        doc(loop("each", steps=[transform("inner")]), transform("after", "$.steps.inner"))
+    )
     assert found == {
         "$.steps[1].input.expression": "$.steps.inner: step 'inner' is inside a loop body, "
         "which cannot be read from here"
@@ -189,8 +194,7 @@ def test_auth_references_only_with_auth() -> None:
     )
     assert issues(doc(transform("t", "$.auth.key", auth="auth_1"))) == {
         "$.steps[0].auth": "connector 'transform' takes no authentication",
-        "$.steps[0].input.expression": "$.auth.key: connector 'transform' takes no "
-        "authentication",
+        "$.steps[0].input.expression": "$.auth.key: connector 'transform' takes no authentication",
     }
 
 
@@ -282,3 +286,47 @@ def test_five_different_problems_five_issues() -> None:
         "$.steps[1].input.expression",
         "$.steps[2].cases",
     }
+
+
+# -- robustness -------------------------------------------------------------------------
+
+FIELDS = ["name", "connector", "operation", "input", "next", "then", "else", "cases",
+          "default", "steps", "retry", "timeout", "on_error", "error_next", "auth", "type",
+          "cron", "max_attempts", "expression", "items", "url", "method"]  # fmt: skip
+WORDS = ["a", "b", "http", "loop", "branch", "switch", "transform", "$.steps.a", "$.item",
+         "{{ $.steps.b.x }}", "$.auth.k", "{{", "$.", "branch", "GET", "* * * * *"]  # fmt: skip
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats() | st.sampled_from(WORDS),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.integers(0, 2), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(junk, st.data())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_any_document_gives_a_definition_or_issues(value: Any, data: Any) -> None:
+    document = doc(
+        http("a", auth="x", retry={"max_attempts": 2}),
+        branch("b", then="c", **{"else": None}),
+        switch("c", cases={"x": "d"}),
+        loop("d", steps=[transform("e", "$.item")]),
+    )
+    # put the junk somewhere in a valid document
+    target: Any = document
+    for _ in range(data.draw(st.integers(0, 3))):
+        if isinstance(target, dict) and target:
+            target = target[data.draw(st.sampled_from(sorted(target, key=str)))]
+        elif isinstance(target, list) and target:
+            target = target[data.draw(st.integers(0, len(target) - 1))]
+    if isinstance(target, dict):
+        target[data.draw(st.sampled_from(FIELDS))] = value
+    elif isinstance(target, list):
+        target.append(value)
+    try:
+        ok(document)
+    except WorkflowInvalid as exc:
+        assert exc.issues
+        assert all(i.path.startswith("$") and i.message for i in exc.issues)

@@ -13,7 +13,11 @@ from tests.unit.test_workflows import BareCatalog, doc, http, issues, ok, only, 
 
 
 def test_step_must_be_an_object() -> None:
-    assert only(doc(transform("a"), "b")) == ("$.steps[1]", "a step must be an object, found a string")
+    not_a_step: Any = "b"
+    assert only(doc(transform("a"), not_a_step)) == (
+        "$.steps[1]",
+        "a step must be an object, found a string",
+    )
 
 
 def test_required_step_fields() -> None:
@@ -169,7 +173,10 @@ def test_bad_retry(retry: dict[str, Any], path: str, message: str) -> None:
 
 
 def test_retry_must_be_an_object() -> None:
-    assert only(doc(http("a", retry=3))) == ("$.steps[0].retry", "must be an object, found a number")
+    assert only(doc(http("a", retry=3))) == (
+        "$.steps[0].retry",
+        "must be an object, found a number",
+    )
 
 
 # -- on_error ---------------------------------------------------------------------------
@@ -272,7 +279,12 @@ def test_control_steps_in_the_model() -> None:
     )
     steps = definition.graph.steps
     check, route, each = steps["check"], steps["route"], steps["each"]
-    assert (check.control, check.then, check.else_, check.next) == ("branch", "route", None, "route")
+    assert (check.control, check.then, check.else_, check.next) == (
+        "branch",
+        "route",
+        None,
+        "route",
+    )
     assert route.cases == {"a": "each", "b": None, "true": "each"}
     assert route.default == "each"  # absent: the following step, like next
     assert (route.then, route.else_, check.cases, check.default) == (None, None, {}, None)

@@ -5,11 +5,13 @@ with no detail (and a log line), never a traceback."""
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from sealflow.core.errors import (
     Conflict,
@@ -59,6 +61,22 @@ def _loc_to_path(loc: tuple[object, ...]) -> str:
     return path
 
 
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the resource at `path` supports, across all the routes that share the
+    path (the router's own 405 names only the first route that matched the path)."""
+    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_index", None)
+    if index is None:
+        index = [
+            (compile_path(template)[0], {m.upper() for m in operations if m in _METHODS})
+            for template, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.allow_index = index
+    return sorted({m for regex, methods in index if regex.match(path) for m in methods})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
@@ -84,11 +102,16 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = _allowed_methods(app, request.scope["path"])
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
         return error_response(
             exc.status_code,
             {"code": f"http_{exc.status_code}", "message": str(exc.detail), "retryable": False},
-            dict(exc.headers or {}),
+            headers,
         )
 
     @app.exception_handler(Exception)

@@ -2,14 +2,88 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+# What the stores can hold (orjson and SQLite): 64-bit integers, strings without lone
+# surrogates, nesting no deeper than workflow documents may (core.definitions.MAX_DEPTH).
+_INT_RANGE = (-(2**63), 2**64 - 1)
+MAX_DEPTH = 64
+
+
+def storable_problem(value: Any, path: str = "$") -> tuple[str, str] | None:
+    """(path, message) of the first value the stores cannot hold, or None."""
+    stack: list[tuple[str, Any, int]] = [(path, value, 1)]
+    while stack:
+        where, item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return where, f"nests deeper than {MAX_DEPTH} levels"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _unencodable(key):
+                    return where, "a key is not valid Unicode (lone surrogate)"
+                stack.append((f"{where}.{key}", child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", child, depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if _unencodable(item):
+                return where, "not valid Unicode (lone surrogate)"
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+                return where, "integer outside the 64-bit range"
+    return None
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _In(BaseModel):
+    """A request body: unknown fields refused, every value one the stores can hold."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable(self) -> _In:
+        for name in type(self).model_fields:
+            problem = storable_problem(getattr(self, name), name)
+            if problem:
+                raise ValueError(f"{problem[0]}: {problem[1]}")
+        return self
+
+
+def _iso_datetime(value: Any) -> Any:
+    """Query timestamps must be RFC 3339 text (pydantic alone also takes numbers as epochs)."""
+    if isinstance(value, str) and re.match(r"\d{4}-\d{2}-\d{2}[Tt ]", value):
+        return value
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T09:00:00Z")
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before the first UTC instant
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_to_utc)]
 
 
 class IssueOut(BaseModel):
@@ -30,7 +104,7 @@ class ErrorOut(BaseModel):
 
 
 class AccountCreate(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     region: Literal["us", "eu", "apac"] = "us"
 
 
@@ -44,9 +118,19 @@ class AccountCreated(AccountOut):
     token: str = Field(description="The account's API token; shown once, store it now")
 
 
+_EXAMPLE_WORKFLOW = {
+    "name": "Echo",
+    "trigger": {"type": "manual"},
+    "steps": [{"name": "shape", "connector": "transform",
+               "input": {"expression": "{'echo': $.trigger.body}"}}],
+}
+
+
 class WorkflowSave(_In):
     definition: dict[str, Any] | str = Field(
-        description="The workflow document, as an object or as JSON/YAML text (docs/workflows.md)"
+        description="The workflow document, as an object or as JSON/YAML text (docs/workflows.md)."
+        " Beyond this shape, the document is validated on save (422 lists every issue).",
+        examples=[_EXAMPLE_WORKFLOW],
     )
 
 
@@ -137,6 +221,26 @@ class CancelOut(BaseModel):
     status: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 429)
+_ERROR_DESCRIPTIONS = {
+    400: "The request body could not be read (not UTF-8, or not parseable)",
+    401: "Missing, invalid or revoked API token (or a bad webhook signature)",
+    404: "No such resource in this account",
+    409: "The resource is not in a state that allows this",
+    413: "The body is over its limit; `limit` names it",
+    422: "Invalid input; `issues` lists every problem with its JSON path",
+    429: "Rate limit per account exceeded; retry after the Retry-After header's seconds",
+    504: "The workflow did not answer in time; `limit` names the limit",
 }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses (one shape: ErrorOut) of a route or router."""
+    return {
+        code: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[code]} for code in codes
+    }
+
+
+# Every /v1 route: authenticated, rate limited, validated; most name a resource.
+ERRORS = errors(401, 404, 422, 429)
+# Routes that read a JSON body.
+BODY_ERRORS = errors(400)

@@ -102,6 +102,7 @@ class ConnectorRegistry:
             input_schema=op.input_schema,
             control=found.control,
             accepts_auth=bool(found.auth_types),
+            timeout_limit=found.extra.get("timeout_limit"),
         )
 
     def __contains__(self, name: object) -> bool:

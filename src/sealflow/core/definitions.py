@@ -61,7 +61,6 @@ class Trigger:
     type: TriggerType
     respond: Literal["immediate", "wait"] = "immediate"  # webhook only
     signature_header: str | None = None  # webhook only; set when a signature is required
-    signature_auth: str | None = None  # the authentication holding the HMAC secret
     cron: str | None = None  # schedule only
     timezone: str = "UTC"  # schedule only (IANA name)
     input: Any = None  # schedule only: the constant trigger body
@@ -156,7 +155,8 @@ class Problems:
         allowed = tuple(allowed)
         extra = [k for k in obj if k not in allowed]
         for key in extra:
-            self.add(child_path(path, key), f"unknown field '{key}'{suggest(key, allowed)}")
+            hint = suggest(key, allowed) if isinstance(key, str) else ""
+            self.add(child_path(path, str(key)), f"unknown field '{key}'{hint}")
         return not extra
 
     def require(self, obj: Mapping[str, Any], path: str, names: Iterable[str]) -> None:
@@ -203,7 +203,7 @@ def check_document(document: Any) -> list[Issue]:
                     chars += len(key)
                     stack.append((child_path(path, key), item, depth + 1))
                 else:
-                    issues.append(Issue(path, f"key {key!r} must be a string (quote it in YAML)"))
+                    issues.append(Issue(path, f"key {key} must be a string (quote it in YAML)"))
         elif isinstance(value, list):
             stack.extend((child_path(path, i), v, depth + 1) for i, v in enumerate(value))
         elif isinstance(value, str):

@@ -61,9 +61,19 @@ def _invalid(text: str, why: str) -> ValueError:
     return ValueError(f"invalid reference {text!r}: {why}")
 
 
-@lru_cache(maxsize=4096)
+MAX_REFERENCE_CHARS = 1024
+_CACHED_TEXT_CHARS = 4096  # longer strings are parsed each time, never kept in the cache
+
+
 def parse_reference(text: str) -> Reference:
     """Parse `$.root.name[0]["any key"]…`; raise ValueError saying what is wrong and where."""
+    if len(text) > MAX_REFERENCE_CHARS:
+        raise _invalid(text[:40] + "…", f"longer than {MAX_REFERENCE_CHARS} characters")
+    return _parse_reference(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_reference(text: str) -> Reference:
     if not text.startswith("$."):
         raise _invalid(text, "a reference starts with '$.'")
     m = _ROOT.match(text, 2)
@@ -148,9 +158,17 @@ def _parse_template(text: str) -> _Template:
     return _Template(tuple(parts))
 
 
-@lru_cache(maxsize=8192)
 def _compile(text: str) -> Reference | _Template | None:
     """A whole-string reference, a template, or None for plain text (returned unchanged)."""
+    return _compile_cached(text) if len(text) <= _CACHED_TEXT_CHARS else _compile_text(text)
+
+
+@lru_cache(maxsize=8192)
+def _compile_cached(text: str) -> Reference | _Template | None:
+    return _compile_text(text)
+
+
+def _compile_text(text: str) -> Reference | _Template | None:
     if text.startswith("$."):
         try:
             return parse_reference(text)
@@ -182,10 +200,11 @@ def is_dynamic(value: Any) -> bool:
     return compiled is not None
 
 
-def child_path(path: str, key: str | int) -> str:
+def child_path(path: str, key: Any) -> str:
     """`$.a` + `b` -> `$.a.b`; + 2 -> `$.a[2]`; + `X-Id` -> `$.a["X-Id"]`."""
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
+    key = str(key)
     if _IDENTIFIER.fullmatch(key):
         return f"{path}.{key}"
     return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
@@ -236,6 +255,14 @@ class ResolvedText(str):
     cannot pull a secret into a request. It serialises as a plain JSON string."""
 
     __slots__ = ()
+
+
+class _PendingText(str):
+    """A template resolve() rendered but for its `$.auth` references (auth=None). It reads
+    as the template text with its data escaped; the `$.auth` pass renders `parts` (the
+    rendered text and the references) without parsing anything again."""
+
+    parts: tuple[str | Reference, ...]
 
 
 def _copy(value: Any) -> Any:
@@ -302,30 +329,39 @@ def resolve(
         return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=default)
 
     def render(tpl: _Template) -> str | Secret:
-        pending = auth is None and any(
-            isinstance(p, Reference) and p.root == "auth" for p in tpl.parts
-        )
+        if auth is None and any(isinstance(p, Reference) and p.root == "auth" for p in tpl.parts):
+            return pending(tpl)
         found: list[Secret] = []
-        out: list[str] = []
+        text = "".join(
+            part if isinstance(part, str) else text_of(lookup(part), found) for part in tpl.parts
+        )
+        return Secret(text, found[0].name) if found else ResolvedText(text)
+
+    def pending(tpl: _Template) -> _PendingText | Secret:
+        parts: list[str | Reference] = []
+        shown: list[str] = []  # the text form: a template again, its data escaped
+        found: list[Secret] = []
         for part in tpl.parts:
-            if isinstance(part, str):
-                out.append(part.replace("{{", "\\{{") if pending else part)
-            elif part.root == "auth" and auth is None:
-                out.append("{{ " + part.text + " }}")
+            if isinstance(part, Reference) and part.root == "auth":
+                parts.append(part)
+                shown.append("{{ " + part.text + " }}")
             else:
-                piece = text_of(lookup(part), found)
-                out.append(piece.replace("{{", "\\{{") if pending else piece)
-        text = "".join(out)
-        if found:
+                piece = part if isinstance(part, str) else text_of(lookup(part), found)
+                parts.append(piece)
+                shown.append(piece.replace("{{", "\\{{"))
+        text = "".join(shown)
+        if found:  # a Secret in the context: never shown, and never resolved further
             return Secret(text, found[0].name)
-        if pending:  # read again by the `$.auth` pass: keep it from looking like a reference
-            return "\\" + text if text.startswith("$.") else text
-        return ResolvedText(text)
+        out = _PendingText("\\" + text if text.startswith("$.") else text)
+        out.parts = tuple(parts)
+        return out
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
             if isinstance(v, ResolvedText) or not _might_be_dynamic(v):
                 return v
+            if isinstance(v, _PendingText):
+                return v if auth is None else render(_Template(v.parts))
             try:
                 compiled = _compile(v)
             except ValueError as exc:

@@ -25,5 +25,5 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self) -> object:  # never pickled or copied out by accident
+    def __reduce__(self) -> str | tuple[object, ...]:  # never pickled by accident
         raise TypeError("Secret values cannot be pickled")

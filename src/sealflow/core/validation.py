@@ -324,7 +324,7 @@ def read_trigger(p: Problems, raw: Any, path: str = "$.trigger") -> Trigger | No
     respond = raw.get("respond", "immediate")
     if respond not in ("immediate", "wait"):
         p.add(child_path(path, "respond"), "must be immediate or wait")
-    header, secret_auth = _signature(p, raw.get("signature"), child_path(path, "signature"))
+    header = _signature(p, raw.get("signature"), child_path(path, "signature"))
     cron, timezone = raw.get("cron"), raw.get("timezone", "UTC")
     if ttype == "schedule":
         _cron(p, raw, child_path(path, "cron"))
@@ -335,26 +335,28 @@ def read_trigger(p: Problems, raw: Any, path: str = "$.trigger") -> Trigger | No
         type=ttype,
         respond=respond,
         signature_header=header,
-        signature_auth=secret_auth,
         cron=cron,
         timezone=timezone,
         input=raw.get("input"),
     )
 
 
-def _signature(p: Problems, raw: Any, path: str) -> tuple[str | None, str | None]:
-    if raw is None:
-        return None, None
+def _signature(p: Problems, raw: Any, path: str) -> str | None:
+    """`signature: {header: X-Signature}` (or `signature: true`): sealflow generates the
+    HMAC-SHA256 secret when the workflow is saved and shows it once."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return DEFAULT_SIGNATURE_HEADER
     if not isinstance(raw, dict):
-        p.add(path, f"must be an object with header and secret_auth, found {kind(raw)}")
-        return None, None
-    p.unknown(raw, path, ("header", "secret_auth"))
-    p.require(raw, path, ("secret_auth",))
+        p.add(path, f"must be true or an object with a header name, found {kind(raw)}")
+        return None
+    p.unknown(raw, path, ("header",))
     header = raw.get("header", DEFAULT_SIGNATURE_HEADER)
     if not isinstance(header, str) or not HEADER_RE.fullmatch(header):
         p.add(child_path(path, "header"), "must be an HTTP header name")
-    secret_auth = p.text(raw, "secret_auth", path, 200) if "secret_auth" in raw else None
-    return header, secret_auth
+        return None
+    return header
 
 
 def _cron(p: Problems, raw: Mapping[str, Any], path: str) -> None:

@@ -259,7 +259,7 @@ class _GraphChecker:
                 self.p.add(path, message)
             for path, ref in refs:
                 self._reference(node, path, ref)
-            if node.info is not None:
+            if node.info is not None and _plain_json(node.input):
                 self._schema(node, node.info, where)
                 if node.control == "loop" and isinstance(node.input, dict):
                     bound: Any = node.input.get("max_iterations")
@@ -355,6 +355,15 @@ def _takes_next(node: _Node) -> bool:
     """Whether the implicit `next` (the following step) is a path the step can take."""
     needed = {"branch": ("then", "else"), "switch": ("default",)}.get(node.control or "", ())
     return node.on_error == "continue" or any(n not in node.explicit for n in needed) or not needed
+
+
+def _plain_json(value: Any) -> bool:
+    """No non-string keys nor non-JSON values (already reported; they confuse schemas)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    return value is None or isinstance(value, str | int | float)
 
 
 def _contains_dynamic(value: Any) -> bool:

@@ -51,6 +51,7 @@ class DateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
 ID = 36  # uuid4 text
 
 accounts = Table(

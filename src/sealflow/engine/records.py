@@ -44,8 +44,12 @@ def load_execution(conn: Connection, execution_id: str) -> Any:
 def completed_steps(conn: Connection, execution_id: str) -> dict[str, Any]:
     rows = conn.execute(
         select(
-            step_runs.c.path, step_runs.c.status, step_runs.c.output,
-            step_runs.c.error, step_runs.c.next_step, step_runs.c.seq,
+            step_runs.c.path,
+            step_runs.c.status,
+            step_runs.c.output,
+            step_runs.c.error,
+            step_runs.c.next_step,
+            step_runs.c.seq,
         ).where(step_runs.c.execution_id == execution_id)
     ).all()
     return {r.path: r for r in rows}
@@ -56,8 +60,14 @@ def _guard(execution_id: str, owner: str) -> Any:
 
 
 def record_step(
-    conn: Connection, *, execution_id: str, account_id: str, owner: str, seq: int,
-    record: StepRecord, lease_until: datetime,
+    conn: Connection,
+    *,
+    execution_id: str,
+    account_id: str,
+    owner: str,
+    seq: int,
+    record: StepRecord,
+    lease_until: datetime,
 ) -> None:
     """Write a finished step and extend the lease in one transaction: the step's completion
     is durable before the next step starts (resume never re-runs it)."""
@@ -92,15 +102,27 @@ def record_step(
 
 
 def set_response(conn: Connection, execution_id: str, owner: str, response: Any) -> None:
-    if conn.execute(
-        update(executions).where(_guard(execution_id, owner)).values(response=codec.dumps(response))
-    ).rowcount != 1:
+    if (
+        conn.execute(
+            update(executions)
+            .where(_guard(execution_id, owner))
+            .values(response=codec.dumps(response))
+        ).rowcount
+        != 1
+    ):
         raise LeaseLost(execution_id)
 
 
 def finish(
-    conn: Connection, *, execution_id: str, owner: str, status: Status, now: datetime,
-    result: Any = None, error: dict[str, Any] | None = None, response: Any = None,
+    conn: Connection,
+    *,
+    execution_id: str,
+    owner: str,
+    status: Status,
+    now: datetime,
+    result: Any = None,
+    error: dict[str, Any] | None = None,
+    response: Any = None,
 ) -> None:
     values: dict[str, Any] = {
         "status": status,
@@ -112,32 +134,52 @@ def finish(
     }
     if response is not None:
         values["response"] = codec.dumps(response)
-    if conn.execute(update(executions).where(_guard(execution_id, owner)).values(**values)).rowcount != 1:
+    if (
+        conn.execute(
+            update(executions).where(_guard(execution_id, owner)).values(**values)
+        ).rowcount
+        != 1
+    ):
         raise LeaseLost(execution_id)
 
 
 def hand_back(
-    conn: Connection, *, execution_id: str, owner: str, run_after: datetime,
+    conn: Connection,
+    *,
+    execution_id: str,
+    owner: str,
+    run_after: datetime,
     platform_attempt: bool,
 ) -> bool:
     """Return a running execution to the queue (platform fault or shutdown); its completed
     steps stay recorded and are not run again."""
     values: dict[str, Any] = {
-        "status": Status.QUEUED, "lease_owner": None, "lease_expires_at": None,
+        "status": Status.QUEUED,
+        "lease_owner": None,
+        "lease_expires_at": None,
         "run_after": run_after,
     }
     if platform_attempt:
         values["platform_attempts"] = executions.c.platform_attempts + 1
     return bool(
-        conn.execute(update(executions).where(_guard(execution_id, owner)).values(**values)).rowcount
+        conn.execute(
+            update(executions).where(_guard(execution_id, owner)).values(**values)
+        ).rowcount
     )
 
 
-def heartbeat(conn: Connection, execution_id: str, owner: str, lease_until: datetime) -> tuple[bool, bool]:
+def heartbeat(
+    conn: Connection, execution_id: str, owner: str, lease_until: datetime
+) -> tuple[bool, bool]:
     """Extend the lease. Returns (still held, cancel requested)."""
-    held = conn.execute(
-        update(executions).where(_guard(execution_id, owner)).values(lease_expires_at=lease_until)
-    ).rowcount == 1
+    held = (
+        conn.execute(
+            update(executions)
+            .where(_guard(execution_id, owner))
+            .values(lease_expires_at=lease_until)
+        ).rowcount
+        == 1
+    )
     if not held:
         return False, False
     flag = conn.execute(

@@ -19,7 +19,7 @@ import httpx
 from sealflow.clock import Clock
 from sealflow.connectors.base import Connector, Operation
 from sealflow.connectors.registry import ConnectorRegistry
-from sealflow.core.errors import ConnectorError, LimitExceeded, NotFound, SealflowError
+from sealflow.core.errors import ConnectorError, LimitExceeded, SealflowError
 from sealflow.core.executions import Status
 from sealflow.core.expressions import resolve
 from sealflow.core.limits import Limits
@@ -44,7 +44,7 @@ class PlatformRetry:
     max_s: float = 1800.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_s, self.min_s * 2 ** max(0, attempt - 1))
+        return float(min(self.max_s, self.min_s * 2.0 ** max(0, attempt - 1)))
 
 
 class _Stop(Exception):
@@ -105,7 +105,7 @@ class Runner:
         self.lease_s = lease_s
         self.platform_retry = platform_retry
         self.dispatch = dispatch  # wakes a worker for a queued execution (fire-and-forget)
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.rng = rng or random.Random()
 
     # ----------------------------------------------------------------- one execution
     async def run(self, region: str, execution_id: str, owner: str) -> Status | None:
@@ -121,9 +121,9 @@ class Runner:
                 definition = self.definitions.get(
                     cell, conn, row.account_id, row.workflow_id, row.workflow_version
                 )
-            except (SealflowError, NotFound) as err:
+            except SealflowError as exc:
                 definition = None
-                load_error = err
+                load_error: SealflowError = exc
         started = row.started_at or self.clock.now()
         run = _Run(
             cell=cell,
@@ -205,8 +205,14 @@ class Runner:
         try:
             with run.cell.write() as conn:
                 records.finish(
-                    conn, execution_id=run.row.id, owner=run.owner, status=status,
-                    now=self.clock.now(), result=result, error=error, response=response,
+                    conn,
+                    execution_id=run.row.id,
+                    owner=run.owner,
+                    status=status,
+                    now=self.clock.now(),
+                    result=result,
+                    error=error,
+                    response=response,
                 )
         except records.LeaseLost:
             return None
@@ -225,18 +231,26 @@ class Runner:
         return {
             "status": 502,
             "headers": {},
-            "body": {"error": {"code": "workflow_failed", "execution_id": execution_id,
-                               "message": (error or {}).get("message", status)}},
+            "body": {
+                "error": {
+                    "code": "workflow_failed",
+                    "execution_id": execution_id,
+                    "message": (error or {}).get("message", status),
+                }
+            },
         }
 
     def _platform_fault(self, run: _Run, exc: Exception) -> Status | None:
         attempt = run.row.platform_attempts + 1
         if attempt > self.platform_retry.attempts:
-            err = {"code": "platform_error", "retryable": False,
-                   "message": f"platform fault after {attempt - 1} retries: {type(exc).__name__}"}
+            err = {
+                "code": "platform_error",
+                "retryable": False,
+                "message": f"platform fault after {attempt - 1} retries: {type(exc).__name__}",
+            }
             try:
                 return self._finish(run, Status.FAILED, error=err)
-            except Exception:  # noqa: BLE001 - the lease expires and another worker retries
+            except Exception:
                 return None
         self._hand_back(run, platform=True, delay=self.platform_retry.delay(attempt))
         return None
@@ -245,11 +259,13 @@ class Runner:
         try:
             with run.cell.write() as conn:
                 records.hand_back(
-                    conn, execution_id=run.row.id, owner=run.owner,
+                    conn,
+                    execution_id=run.row.id,
+                    owner=run.owner,
                     run_after=self.clock.now() + timedelta(seconds=delay),
                     platform_attempt=platform,
                 )
-        except Exception:  # noqa: BLE001, S110 - the lease expiry hands it back instead
+        except Exception:  # noqa: S110 - the lease expiry hands it back instead
             pass
 
     # ----------------------------------------------------------------- the graph
@@ -295,13 +311,29 @@ class Runner:
             return self._failed(run, step, path, _Failure(err, header.input, 1), started, t0, logs)
         results = []
         for index, item in enumerate(items):
-            body_scope = {"trigger": scope["trigger"], "steps": dict(scope["steps"]),
-                          "item": item, "index": index}
+            body_scope = {
+                "trigger": scope["trigger"],
+                "steps": dict(scope["steps"]),
+                "item": item,
+                "index": index,
+            }
             results.append(await self._walk(run, step.body, body_scope, f"{path}[{index}]."))
         output = {"results": results, "count": len(results)}
         nxt = successor(step, output, failed=False)
-        self._record(run, step, path, "succeeded", header.input, output, None, logs,
-                     header.attempts, started, t0, nxt)
+        self._record(
+            run,
+            step,
+            path,
+            "succeeded",
+            header.input,
+            output,
+            None,
+            logs,
+            header.attempts,
+            started,
+            t0,
+            nxt,
+        )
         return output, nxt
 
     async def _step(
@@ -313,22 +345,64 @@ class Runner:
             return self._failed(run, step, path, outcome, started, t0, logs)
         output = outcome.output
         nxt = successor(step, output, failed=False)
-        self._record(run, step, path, "succeeded", outcome.input, output, None, logs,
-                     outcome.attempts, started, t0, nxt)
+        self._record(
+            run,
+            step,
+            path,
+            "succeeded",
+            outcome.input,
+            output,
+            None,
+            logs,
+            outcome.attempts,
+            started,
+            t0,
+            nxt,
+        )
         return output, nxt
 
     def _failed(
-        self, run: _Run, step: Step, path: str, failure: _Failure, started: datetime,
-        t0: float, logs: list[dict[str, Any]] | None = None,
+        self,
+        run: _Run,
+        step: Step,
+        path: str,
+        failure: _Failure,
+        started: datetime,
+        t0: float,
+        logs: list[dict[str, Any]] | None = None,
     ) -> tuple[Any, str | None]:
         error = error_record(failure.error, step.name)
         if step.on_error == "stop":
-            self._record(run, step, path, "failed", failure.input, None, error, logs or [],
-                         failure.attempts, started, t0, None)
+            self._record(
+                run,
+                step,
+                path,
+                "failed",
+                failure.input,
+                None,
+                error,
+                logs or [],
+                failure.attempts,
+                started,
+                t0,
+                None,
+            )
             raise _Stop(error)
         nxt = successor(step, None, failed=True)
-        self._record(run, step, path, "failed", failure.input, None, error, logs or [],
-                     failure.attempts, started, t0, nxt)
+        self._record(
+            run,
+            step,
+            path,
+            "failed",
+            failure.input,
+            None,
+            error,
+            logs or [],
+            failure.attempts,
+            started,
+            t0,
+            nxt,
+        )
         return {"error": error}, nxt
 
     async def _attempts(
@@ -339,28 +413,43 @@ class Runner:
         connector = self.registry.get(step.connector)
         operation = connector.operation(step.operation)
         if operation is None:  # validation prevents this; a removed plugin can cause it
-            err = ConnectorError(f"connector {step.connector} has no operation {step.operation}",
-                                 code="unknown_operation")
-            return _Failure(err, step.input, 1), logs
+            missing = ConnectorError(
+                f"connector {step.connector} has no operation {step.operation}",
+                code="unknown_operation",
+            )
+            return _Failure(missing, step.input, 1), logs
         try:
             resolved = _resolve_input(step.input, scope, operation)
-        except SealflowError as err:
-            return _Failure(err, step.input, 1), logs
+        except SealflowError as bad_reference:
+            return _Failure(bad_reference, step.input, 1), logs
         timeout, limit_name = self._timeout(step, connector, operation.default_timeout_s)
         attempt = 0
         while True:
             attempt += 1
             ctx = RunStepContext(
-                account_id=run.row.account_id, execution_id=run.row.id, step_name=step.name,
-                timeout_s=timeout, clock=self.clock, scope=scope, logs=logs, http=self.http,
+                account_id=run.row.account_id,
+                execution_id=run.row.id,
+                step_name=step.name,
+                timeout_s=timeout,
+                clock=self.clock,
+                scope=scope,
+                logs=logs,
+                http=self.http,
                 call_workflow=lambda wf, payload, wait: self._call(run, wf, payload, wait),
                 respond=lambda status, body, headers: self._respond(run, status, body, headers),
             )
             call = StepCall(
-                region=run.cell.region, account_id=run.row.account_id, execution_id=run.row.id,
-                path=path, step=step, operation=operation, input=resolved, attempt=attempt,
+                region=run.cell.region,
+                account_id=run.row.account_id,
+                execution_id=run.row.id,
+                path=path,
+                step=step,
+                operation=operation,
+                input=resolved,
+                attempt=attempt,
                 ctx=ctx,
             )
+            err: SealflowError
             try:
                 # A little grace, so a connector's own deadline error (clearer) wins the race.
                 async with asyncio.timeout(timeout + TIMEOUT_GRACE_S):
@@ -368,12 +457,12 @@ class Runner:
                 return _Success(resolved, output, attempt), logs
             except TimeoutError:
                 err = _timed_out(limit_name, timeout, f"step {step.name} did not finish in time")
-            except SealflowError as e:
+            except SealflowError as exc:
                 # A connector's own deadline error: say which limit set the deadline.
-                err = _timed_out(limit_name, timeout, e.message) if e.code == "timeout" else e
-            except Exception as e:  # noqa: BLE001 - a connector bug must not kill the worker
+                err = _timed_out(limit_name, timeout, exc.message) if exc.code == "timeout" else exc
+            except Exception as exc:
                 err = ConnectorError(
-                    f"connector {step.connector} failed unexpectedly ({type(e).__name__})",
+                    f"connector {step.connector} failed unexpectedly ({type(exc).__name__})",
                     code="connector_crashed",
                 )
             if not step.retry.should_retry(attempt, err.retryable):
@@ -384,7 +473,9 @@ class Runner:
             ctx.log(f"attempt {attempt} failed ({err.code}); retrying in {delay:.2f}s")
             await self.clock.sleep(delay)
 
-    def _timeout(self, step: Step, connector: Connector, default: float | None) -> tuple[float, str]:
+    def _timeout(
+        self, step: Step, connector: Connector, default: float | None
+    ) -> tuple[float, str]:
         """The step's timeout and the limit that caps it (connectors may name another limit
         than connector_timeout_s: http's http_timeout_max_s, delay's wall time)."""
         limit_name = str(connector.extra.get("timeout_limit", "connector_timeout_s"))
@@ -395,32 +486,56 @@ class Runner:
         return wanted, "step timeout" if step.timeout else limit_name
 
     def _record(
-        self, run: _Run, step: Step, path: str, status: str, input_: Any, output: Any,
-        error: dict[str, Any] | None, logs: list[dict[str, Any]], attempts: int,
-        started: datetime, t0: float, nxt: str | None,
+        self,
+        run: _Run,
+        step: Step,
+        path: str,
+        status: str,
+        input_: Any,
+        output: Any,
+        error: dict[str, Any] | None,
+        logs: list[dict[str, Any]],
+        attempts: int,
+        started: datetime,
+        t0: float,
+        nxt: str | None,
     ) -> None:
         run.seq += 1
         run.steps_run += 1
         now = self.clock.now()
         record = records.StepRecord(
-            path=path, name=step.name, connector=step.connector, operation=step.operation,
-            status=status, input=input_, output=output, error=error, logs=logs,
-            attempts=attempts, duration_ms=round((self.clock.monotonic() - t0) * 1000, 3),
-            started_at=started, finished_at=now, next_step=nxt,
+            path=path,
+            name=step.name,
+            connector=step.connector,
+            operation=step.operation,
+            status=status,
+            input=input_,
+            output=output,
+            error=error,
+            logs=logs,
+            attempts=attempts,
+            duration_ms=round((self.clock.monotonic() - t0) * 1000, 3),
+            started_at=started,
+            finished_at=now,
+            next_step=nxt,
         )
         with run.cell.write() as conn:
             records.record_step(
-                conn, execution_id=run.row.id, account_id=run.row.account_id, owner=run.owner,
-                seq=run.seq, record=record, lease_until=records.lease_deadline(now, self.lease_s),
+                conn,
+                execution_id=run.row.id,
+                account_id=run.row.account_id,
+                owner=run.owner,
+                seq=run.seq,
+                record=record,
+                lease_until=records.lease_deadline(now, self.lease_s),
             )
 
     # ----------------------------------------------------------------- capabilities
-    async def _respond(
-        self, run: _Run, status: int, body: Any, headers: Mapping[str, str]
-    ) -> None:
+    async def _respond(self, run: _Run, status: int, body: Any, headers: Mapping[str, str]) -> None:
         if run.response_sent:
-            raise ConnectorError("this execution has already answered its webhook",
-                                 code="already_responded")
+            raise ConnectorError(
+                "this execution has already answered its webhook", code="already_responded"
+            )
         response = {"status": status, "headers": dict(headers), "body": body}
         with run.cell.write() as conn:
             records.set_response(conn, run.row.id, run.owner, response)
@@ -439,12 +554,21 @@ class Runner:
             if wf.trigger_type != "callable":
                 raise ConnectorError(
                     f"workflow {workflow_id} has a {wf.trigger_type} trigger; only workflows "
-                    "with a callable trigger can be called", code="not_callable")
+                    "with a callable trigger can be called",
+                    code="not_callable",
+                )
             child = insert_execution(
-                conn, self.clock, region=run.cell.region, account_id=run.row.account_id,
-                workflow_id=workflow_id, version=wf.current_version, trigger_type="callable",
-                payload={"body": payload, "headers": {}, "query": {}}, parent_id=run.row.id,
-                call_depth=depth, lease_owner=run.owner if wait else None,
+                conn,
+                self.clock,
+                region=run.cell.region,
+                account_id=run.row.account_id,
+                workflow_id=workflow_id,
+                version=wf.current_version,
+                trigger_type="callable",
+                payload={"body": payload, "headers": {}, "query": {}},
+                parent_id=run.row.id,
+                call_depth=depth,
+                lease_owner=run.owner if wait else None,
                 lease_expires_at=records.lease_deadline(now, self.lease_s) if wait else None,
             )
         if not wait:
@@ -458,7 +582,8 @@ class Runner:
             raise ConnectorError(
                 f"called workflow {workflow_id} {status or row.status}: "
                 f"{error.get('message', 'no result')}",
-                code="call_failed", details={"execution_id": child.id},
+                code="call_failed",
+                details={"execution_id": child.id},
             )
         return codec.loads(row.result)  # the child links back through parent_id
 

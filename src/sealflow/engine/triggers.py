@@ -26,7 +26,9 @@ log = logging.getLogger("sealflow.schedules")
 MAX_CATCH_UP = 100_000  # ticks walked to find the latest due one after a long outage
 
 
-def latest_due_tick(cron: str, timezone: str, last_tick: datetime, now: datetime) -> datetime | None:
+def latest_due_tick(
+    cron: str, timezone: str, last_tick: datetime, now: datetime
+) -> datetime | None:
     """The latest tick in (last_tick, now], or None when none is due."""
     tz = ZoneInfo(timezone)
     it = croniter(cron, last_tick.astimezone(tz))
@@ -41,8 +43,13 @@ def latest_due_tick(cron: str, timezone: str, last_tick: datetime, now: datetime
 
 class ScheduleTicker:
     def __init__(
-        self, *, cells: Cells, clock: Clock, definitions: DefinitionCache,
-        submit: Callable[[str, str], None], interval_s: float = 1.0,
+        self,
+        *,
+        cells: Cells,
+        clock: Clock,
+        definitions: DefinitionCache,
+        submit: Callable[[str, str], None],
+        interval_s: float = 1.0,
         regions: list[str] | None = None,
     ) -> None:
         self.cells = cells
@@ -94,18 +101,28 @@ class ScheduleTicker:
                     continue
                 won = conn.execute(
                     update(schedule_state)
-                    .where(schedule_state.c.workflow_id == row.workflow_id,
-                           schedule_state.c.last_tick == row.last_tick)
+                    .where(
+                        schedule_state.c.workflow_id == row.workflow_id,
+                        schedule_state.c.last_tick == row.last_tick,
+                    )
                     .values(last_tick=tick)
                 ).rowcount
                 if won != 1:  # another node fired this tick
                     continue
                 created = insert_execution(
-                    conn, self.clock, region=cell.region, account_id=row.account_id,
-                    workflow_id=row.workflow_id, version=row.current_version,
+                    conn,
+                    self.clock,
+                    region=cell.region,
+                    account_id=row.account_id,
+                    workflow_id=row.workflow_id,
+                    version=row.current_version,
                     trigger_type="schedule",
-                    payload={"body": trigger.input, "headers": {}, "query": {},
-                             "scheduled_for": tick.isoformat()},
+                    payload={
+                        "body": trigger.input,
+                        "headers": {},
+                        "query": {},
+                        "scheduled_for": tick.isoformat(),
+                    },
                 )
             fired += 1
             self.submit(cell.region, created.id)

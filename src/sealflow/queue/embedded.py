@@ -46,7 +46,12 @@ def _owner_dead(owner: str, host: str) -> bool:
 
 class EmbeddedQueue:
     def __init__(
-        self, *, cells: Cells, runner: Runner, settings: WorkerSettings, clock: Clock,
+        self,
+        *,
+        cells: Cells,
+        runner: Runner,
+        settings: WorkerSettings,
+        clock: Clock,
         regions: list[str] | None = None,
     ) -> None:
         self.cells = cells
@@ -177,13 +182,17 @@ class EmbeddedQueue:
         now = self.clock.now()
         with cell.write() as conn:
             rows = conn.execute(
-                select(executions.c.id, executions.c.lease_owner, executions.c.lease_expires_at)
-                .where(executions.c.status == Status.RUNNING)
+                select(
+                    executions.c.id, executions.c.lease_owner, executions.c.lease_expires_at
+                ).where(executions.c.status == Status.RUNNING)
             ).all()
             stale = [
-                r.id for r in rows
-                if r.lease_owner != self.owner and (
-                    r.lease_expires_at is None or r.lease_expires_at < now
+                r.id
+                for r in rows
+                if r.lease_owner != self.owner
+                and (
+                    r.lease_expires_at is None
+                    or r.lease_expires_at < now
                     or _owner_dead(r.lease_owner or "", self._host)
                 )
             ]
@@ -191,8 +200,9 @@ class EmbeddedQueue:
                 conn.execute(
                     update(executions)
                     .where(executions.c.id == execution_id, executions.c.status == Status.RUNNING)
-                    .values(status=Status.QUEUED, lease_owner=None, lease_expires_at=None,
-                            run_after=now)
+                    .values(
+                        status=Status.QUEUED, lease_owner=None, lease_expires_at=None, run_after=now
+                    )
                 )
         if stale:
             log.info("resumed %d interrupted executions in region %s", len(stale), cell.region)

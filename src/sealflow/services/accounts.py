@@ -19,7 +19,7 @@ from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
 from sealflow.db.tables import accounts, api_tokens
 from sealflow.regions.cells import Cells
 
-TOKEN_PREFIX = "sf_"
+TOKEN_PREFIX = "sf_"  # noqa: S105 - a prefix, not a secret
 
 
 class Unauthenticated(SealflowError):

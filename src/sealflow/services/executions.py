@@ -77,8 +77,12 @@ def insert_execution(
 
 def workflow_for_run(conn: Connection, account_id: str, workflow_id: str) -> Any:
     row = conn.execute(
-        select(workflows.c.id, workflows.c.current_version, workflows.c.trigger_type,
-               workflows.c.enabled).where(
+        select(
+            workflows.c.id,
+            workflows.c.current_version,
+            workflows.c.trigger_type,
+            workflows.c.enabled,
+        ).where(
             workflows.c.id == workflow_id,
             workflows.c.account_id == account_id,
             workflows.c.deleted_at.is_(None),
@@ -90,15 +94,25 @@ def workflow_for_run(conn: Connection, account_id: str, workflow_id: str) -> Any
 
 
 def start(
-    cells: Cells, clock: Clock, caller: Caller, workflow_id: str, payload: Any,
-    *, trigger_type: str = "manual",
+    cells: Cells,
+    clock: Clock,
+    caller: Caller,
+    workflow_id: str,
+    payload: Any,
+    *,
+    trigger_type: str = "manual",
 ) -> NewExecution:
     """Queue a run of the workflow's current version (manual runs: API and CLI)."""
     with cells[caller.region].write() as conn:
         wf = workflow_for_run(conn, caller.account_id, workflow_id)
         return insert_execution(
-            conn, clock, region=caller.region, account_id=caller.account_id,
-            workflow_id=workflow_id, version=wf.current_version, trigger_type=trigger_type,
+            conn,
+            clock,
+            region=caller.region,
+            account_id=caller.account_id,
+            workflow_id=workflow_id,
+            version=wf.current_version,
+            trigger_type=trigger_type,
             payload={"body": payload, "headers": {}, "query": {}},
         )
 
@@ -119,8 +133,13 @@ def _summary(row: Any) -> dict[str, Any]:
 
 
 def list_executions(
-    cells: Cells, caller: Caller, *, workflow_id: str | None, status: str | None,
-    limit: int, before: datetime | None,
+    cells: Cells,
+    caller: Caller,
+    *,
+    workflow_id: str | None,
+    status: str | None,
+    limit: int,
+    before: datetime | None,
 ) -> list[dict[str, Any]]:
     if status is not None and status not in {s.value for s in Status}:
         raise InvalidInput(
@@ -156,8 +175,10 @@ def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
         row = _load(conn, caller, execution_id)
         steps = conn.execute(
             select(step_runs)
-            .where(step_runs.c.execution_id == execution_id,
-                   step_runs.c.account_id == caller.account_id)
+            .where(
+                step_runs.c.execution_id == execution_id,
+                step_runs.c.account_id == caller.account_id,
+            )
             .order_by(step_runs.c.seq)
         ).all()
     out = _summary(row)
@@ -205,8 +226,11 @@ def cancel(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> str
             conn.execute(
                 update(executions)
                 .where(executions.c.id == execution_id, executions.c.status == Status.QUEUED)
-                .values(status=Status.CANCELLED, finished_at=clock.now(),
-                        error=codec.dumps({"code": "cancelled", "message": "cancelled by user"}))
+                .values(
+                    status=Status.CANCELLED,
+                    finished_at=clock.now(),
+                    error=codec.dumps({"code": "cancelled", "message": "cancelled by user"}),
+                )
             )
             return str(Status.CANCELLED)
         conn.execute(
@@ -224,7 +248,13 @@ def replay(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> New
             raise Conflict(f"execution {execution_id} is still {row.status}; replay a finished one")
         wf = workflow_for_run(conn, caller.account_id, row.workflow_id)
         return insert_execution(
-            conn, clock, region=caller.region, account_id=caller.account_id,
-            workflow_id=row.workflow_id, version=wf.current_version, trigger_type="replay",
-            payload=codec.loads(row.trigger_payload), parent_id=row.id,
+            conn,
+            clock,
+            region=caller.region,
+            account_id=caller.account_id,
+            workflow_id=row.workflow_id,
+            version=wf.current_version,
+            trigger_type="replay",
+            payload=codec.loads(row.trigger_payload),
+            parent_id=row.id,
         )

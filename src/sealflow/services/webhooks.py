@@ -23,8 +23,15 @@ from sealflow.services.executions import NewExecution, insert_execution
 from sealflow.services.workflows import DefinitionCache
 
 # Request headers a workflow never sees: credentials of the sender and hop-by-hop noise.
-_DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization", "connection",
-                    "content-length", "host", "transfer-encoding"}
+_DROPPED_HEADERS = {
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "connection",
+    "content-length",
+    "host",
+    "transfer-encoding",
+}
 
 
 class BadSignature(SealflowError):
@@ -45,8 +52,9 @@ def _body(raw: bytes, content_type: str) -> Any:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as err:
-            raise InvalidInput("the webhook body is not valid JSON",
-                               [Issue("$.body", str(err))]) from None
+            raise InvalidInput(
+                "the webhook body is not valid JSON", [Issue("$.body", str(err))]
+            ) from None
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     return raw.decode("utf-8", "replace")
@@ -81,10 +89,13 @@ def receive(
     token_hash = hashlib.sha256(token.encode()).hexdigest()
     with cell.write() as conn:
         row = conn.execute(
-            select(workflows.c.id, workflows.c.account_id, workflows.c.current_version,
-                   workflows.c.webhook_secret, workflows.c.enabled)
-            .where(workflows.c.webhook_token_hash == token_hash,
-                   workflows.c.deleted_at.is_(None))
+            select(
+                workflows.c.id,
+                workflows.c.account_id,
+                workflows.c.current_version,
+                workflows.c.webhook_secret,
+                workflows.c.enabled,
+            ).where(workflows.c.webhook_token_hash == token_hash, workflows.c.deleted_at.is_(None))
         ).first()
         if row is None or not row.enabled:
             raise NotFound("unknown webhook")
@@ -100,8 +111,14 @@ def receive(
             "query": dict(query),
         }
         execution = insert_execution(
-            conn, clock, region=region, account_id=row.account_id, workflow_id=row.id,
-            version=row.current_version, trigger_type="webhook", payload=payload,
+            conn,
+            clock,
+            region=region,
+            account_id=row.account_id,
+            workflow_id=row.id,
+            version=row.current_version,
+            trigger_type="webhook",
+            payload=payload,
             respond_wait=trigger.respond == "wait",
             lease_owner=claim[0] if claim else None,
             lease_expires_at=claim[1] if claim else None,

@@ -219,7 +219,11 @@ def get_version(cells: Cells, caller: Caller, workflow_id: str, version: int) ->
         ).first()
     if row is None:
         raise NotFound(f"version {version} of workflow {workflow_id} not found")
-    return {"version": row.version, "created_at": row.created_at, "document": codec.loads(row.document)}
+    return {
+        "version": row.version,
+        "created_at": row.created_at,
+        "document": codec.loads(row.document),
+    }
 
 
 def list_versions(cells: Cells, caller: Caller, workflow_id: str) -> list[dict[str, Any]]:

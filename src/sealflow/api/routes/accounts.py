@@ -11,10 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from sealflow.api.deps import CallerDep, PlatformDep, bearer
 from sealflow.api.errors import ApiError
-from sealflow.api.schemas import ERRORS, AccountCreate, AccountCreated, AccountOut
+from sealflow.api.schemas import AccountCreate, AccountCreated, AccountOut, errors
 from sealflow.services import accounts
 
-router = APIRouter(prefix="/v1", tags=["accounts"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
 def operator(
@@ -29,13 +29,13 @@ def operator(
 
 
 @router.post("/accounts", status_code=201, response_model=AccountCreated,
-             dependencies=[Depends(operator)])
+             dependencies=[Depends(operator)], responses=errors(400, 401, 422))
 def create_account(body: AccountCreate, p: PlatformDep) -> AccountCreated:
     account, token = accounts.create_account(p.cells, p.clock, name=body.name, region=body.region)
     return AccountCreated(id=account.id, name=account.name, region=account.region, token=token)
 
 
-@router.get("/account", response_model=AccountOut)
+@router.get("/account", response_model=AccountOut, responses=errors(401, 404, 429))
 def read_account(who: CallerDep, p: PlatformDep) -> AccountOut:
     account = accounts.get_account(p.cells, who)
     return AccountOut(id=account.id, name=account.name, region=account.region)

@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from sealflow.api.deps import CallerDep, PlatformDep
 from sealflow.api.schemas import (
-    ERRORS,
     CancelOut,
     ExecutionDetail,
     ExecutionStarted,
     ExecutionSummary,
+    Timestamp,
+    errors,
 )
+from sealflow.core.executions import Status
 from sealflow.services import executions
 
-router = APIRouter(prefix="/v1/executions", tags=["executions"], responses=ERRORS)
+router = APIRouter(prefix="/v1/executions", tags=["executions"],
+                   responses=errors(401, 422, 429))
 
 
 @router.get("", response_model=list[ExecutionSummary])
 def list_(
     p: PlatformDep, who: CallerDep,
     workflow_id: Annotated[str | None, Query(max_length=36)] = None,
-    status: Annotated[str | None, Query(max_length=16)] = None,
-    before: datetime | None = None,
+    status: Status | None = None,
+    before: Annotated[Timestamp | None, Query(description="Only executions created before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[ExecutionSummary]:
     rows = executions.list_executions(
@@ -34,18 +36,19 @@ def list_(
     return [ExecutionSummary(**r) for r in rows]
 
 
-@router.get("/{execution_id}", response_model=ExecutionDetail)
+@router.get("/{execution_id}", response_model=ExecutionDetail, responses=errors(404))
 def read(execution_id: str, p: PlatformDep, who: CallerDep) -> ExecutionDetail:
     return ExecutionDetail(**executions.detail(p.cells, who, execution_id))
 
 
-@router.post("/{execution_id}/cancel", response_model=CancelOut)
+@router.post("/{execution_id}/cancel", response_model=CancelOut, responses=errors(404, 409))
 def cancel(execution_id: str, p: PlatformDep, who: CallerDep) -> CancelOut:
     status = executions.cancel(p.cells, p.clock, who, execution_id)
     return CancelOut(execution_id=execution_id, status=status)
 
 
-@router.post("/{execution_id}/replay", status_code=202, response_model=ExecutionStarted)
+@router.post("/{execution_id}/replay", status_code=202, response_model=ExecutionStarted,
+             responses=errors(404, 409))
 def replay(execution_id: str, p: PlatformDep, who: CallerDep) -> ExecutionStarted:
     started = executions.replay(p.cells, p.clock, who, execution_id)
     p.queue.submit(who.region, started.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from sealflow.api.deps import PlatformDep
@@ -16,7 +17,14 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class ReadyOut(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+
+
+@router.get("/readyz", response_model=ReadyOut, responses={
+    503: {"model": ReadyOut, "description": "A store of a served region is unavailable"},
+})
 def readyz(p: PlatformDep) -> ORJSONResponse:
     checks: dict[str, str] = {}
     for region in p.cells:
@@ -24,7 +32,7 @@ def readyz(p: PlatformDep) -> ORJSONResponse:
             with p.cells[region].read() as conn:
                 conn.execute(text("SELECT 1"))
             checks[f"database:{region}"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:  # reported, not raised
             checks[f"database:{region}"] = f"unavailable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
     return ORJSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

@@ -12,14 +12,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse, Response
 
 from sealflow.api.errors import ApiError
-from sealflow.api.schemas import ERRORS, ExecutionStarted
+from sealflow.api.schemas import ExecutionStarted, errors
 from sealflow.api.waiting import wait_for_response
 from sealflow.bootstrap import Platform
 from sealflow.db import codec
 from sealflow.engine.records import lease_deadline
 from sealflow.services import webhooks
 
-router = APIRouter(tags=["webhooks"], responses={**ERRORS, 504: ERRORS[413]})
+# With `respond: wait`, the workflow's respond step chooses the status, headers and body.
+router = APIRouter(tags=["webhooks"], responses={
+    **errors(401, 404, 413, 422, 504),
+    "default": {"description": "With respond: wait, what the workflow's respond step answers"},
+})
 
 # Headers a respond step may not set: they belong to the transport or to our security policy.
 _RESERVED = {"content-length", "transfer-encoding", "connection", "strict-transport-security",

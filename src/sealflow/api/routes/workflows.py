@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
 from sealflow.api.deps import CallerDep, PlatformDep
 from sealflow.api.schemas import (
-    ERRORS,
     ExecutionDetail,
     ExecutionStarted,
     RunRequest,
@@ -18,18 +17,34 @@ from sealflow.api.schemas import (
     WorkflowOut,
     WorkflowSave,
     WorkflowSaved,
+    errors,
+    storable_problem,
 )
 from sealflow.api.waiting import wait_for_end
 from sealflow.bootstrap import Platform
-from sealflow.core.errors import InvalidInput
+from sealflow.core.errors import InvalidInput, Issue
+from sealflow.core.workflows import parse_text
 from sealflow.services import executions, workflows
 from sealflow.services.workflows import WorkflowView
 
-router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=ERRORS)
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"],
+                   responses=errors(401, 422, 429))
+
+
+def _document(definition: Any) -> Any:
+    """The workflow document of a save: YAML/JSON text parsed here, so that every value can be
+    checked to be storable before validation (a 2**70 in YAML text is refused with its path)."""
+    document = parse_text(definition) if isinstance(definition, str) else definition
+    problem = storable_problem(document)
+    if problem:
+        raise InvalidInput(f"invalid workflow: {problem[0]}: {problem[1]}",
+                           [Issue(problem[0], problem[1])])
+    return document
 
 
 def _out(p: Platform, region: str, view: WorkflowView) -> WorkflowOut:
-    url = f"{p.settings.base_url()}/hooks/{region}/{view.webhook_token}" if view.webhook_token else None
+    url = (f"{p.settings.base_url()}/hooks/{region}/{view.webhook_token}"
+           if view.webhook_token else None)
     return WorkflowOut(
         id=view.id, name=view.name, version=view.version, trigger_type=view.trigger_type,
         enabled=view.enabled, webhook_url=url, created_at=view.created_at,
@@ -37,18 +52,19 @@ def _out(p: Platform, region: str, view: WorkflowView) -> WorkflowOut:
     )
 
 
-@router.post("/validate", response_model=ValidationOut)
+@router.post("/validate", response_model=ValidationOut, responses=errors(400))
 def validate(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> ValidationOut:
     try:
-        workflows.to_definition(body.definition, p.registry, p.limits)
+        workflows.to_definition(_document(body.definition), p.registry, p.limits)
     except InvalidInput as err:
-        return ValidationOut(valid=False, issues=[i.as_dict() for i in err.issues])  # type: ignore[misc]
+        return ValidationOut(valid=False, issues=[i.as_dict() for i in err.issues])
     return ValidationOut(valid=True, issues=[])
 
 
-@router.post("", status_code=201, response_model=WorkflowSaved)
+@router.post("", status_code=201, response_model=WorkflowSaved, responses=errors(400))
 def create(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
-    saved = workflows.create(p.cells, p.clock, p.registry, p.limits, who, body.definition)
+    saved = workflows.create(p.cells, p.clock, p.registry, p.limits, who,
+                             _document(body.definition))
     out = _out(p, who.region, saved.workflow)
     return WorkflowSaved(**out.model_dump(), webhook_secret=saved.webhook_secret)
 
@@ -63,32 +79,34 @@ def list_(
     return [_out(p, who.region, v) for v in views]
 
 
-@router.get("/{workflow_id}", response_model=WorkflowOut)
+@router.get("/{workflow_id}", response_model=WorkflowOut, responses=errors(404))
 def read(workflow_id: str, p: PlatformDep, who: CallerDep) -> WorkflowOut:
     return _out(p, who.region, workflows.get(p.cells, who, workflow_id))
 
 
-@router.put("/{workflow_id}", response_model=WorkflowSaved)
+@router.put("/{workflow_id}", response_model=WorkflowSaved, responses=errors(400, 404))
 def update(workflow_id: str, body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
     saved = workflows.update_definition(
-        p.cells, p.clock, p.registry, p.limits, who, workflow_id, body.definition
+        p.cells, p.clock, p.registry, p.limits, who, workflow_id, _document(body.definition)
     )
     out = _out(p, who.region, saved.workflow)
     return WorkflowSaved(**out.model_dump(), webhook_secret=saved.webhook_secret)
 
 
-@router.delete("/{workflow_id}", status_code=204, response_class=Response)
+@router.delete("/{workflow_id}", status_code=204, response_class=Response,
+               responses=errors(404))
 def delete(workflow_id: str, p: PlatformDep, who: CallerDep) -> Response:
     workflows.delete_workflow(p.cells, p.clock, who, workflow_id)
     return Response(status_code=204)
 
 
-@router.get("/{workflow_id}/versions", response_model=list[VersionOut])
+@router.get("/{workflow_id}/versions", response_model=list[VersionOut], responses=errors(404))
 def versions(workflow_id: str, p: PlatformDep, who: CallerDep) -> list[VersionOut]:
     return [VersionOut(**v) for v in workflows.list_versions(p.cells, who, workflow_id)]
 
 
-@router.get("/{workflow_id}/versions/{version}", response_model=VersionDocument)
+@router.get("/{workflow_id}/versions/{version}", response_model=VersionDocument,
+            responses=errors(404))
 def version(
     workflow_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], p: PlatformDep,
     who: CallerDep,
@@ -97,7 +115,7 @@ def version(
 
 
 @router.post("/{workflow_id}/run", status_code=202,
-             response_model=ExecutionStarted | ExecutionDetail)
+             response_model=ExecutionStarted | ExecutionDetail, responses=errors(400, 404))
 async def run(
     workflow_id: str, body: RunRequest, p: PlatformDep, who: CallerDep
 ) -> ExecutionStarted | ExecutionDetail:

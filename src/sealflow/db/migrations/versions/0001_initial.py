@@ -62,9 +62,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("document", sa.Text, nullable=False),
         sa.Column("created_at", TS, nullable=False),
-        sa.UniqueConstraint(
-            "workflow_id", "version", name="uq_workflow_versions_workflow_version"
-        ),
+        sa.UniqueConstraint("workflow_id", "version", name="uq_workflow_versions_workflow_version"),
     )
     op.create_index("ix_workflow_versions_account_id", "workflow_versions", ["account_id"])
     op.create_table(
