@@ -13,13 +13,42 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
-# What the stores can hold (orjson and SQLite): 64-bit integers, strings without lone
-# surrogates, nesting no deeper than workflow documents may (core.definitions.MAX_DEPTH).
-_INT_RANGE = (-(2**63), 2**64 - 1)
+# Values a request body may carry: I-JSON (RFC 7493) integers, exact in every JSON parser
+# (the stores' orjson fails past 64 bits, and OpenAPI bounds past 2**53 lose precision),
+# strings without lone surrogates (not UTF-8), nesting no deeper than workflow documents may
+# (core.definitions.MAX_DEPTH; orjson stops at 255).
+_INT_RANGE = (-(2**53) + 1, 2**53 - 1)
 MAX_DEPTH = 64
+
+# The JSON values a body may carry, as documented in /openapi.json: the schema says what
+# storable_problem() enforces (integers within 64 bits), so generated clients and schema-based
+# fuzzers know it. Validation itself is storable_problem's (one clear message with the path).
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "dict[str, JsonValue] | list[JsonValue] | str | Int64 | float | bool | None",
+)
+Int64 = Annotated[int, Field(ge=_INT_RANGE[0], le=_INT_RANGE[1])]
+
+
+def _any_json(value: Any) -> Any:
+    return value  # decoded JSON already; _In._storable checks the values
+
+
+def _definition(value: Any) -> Any:
+    if not isinstance(value, dict | str):
+        raise ValueError("must be a workflow document (an object) or its JSON/YAML text")
+    return value
+
+
+AnyJson = Annotated[Any, PlainValidator(_any_json, json_schema_input_type=JsonValue)]
+DefinitionIn = Annotated[
+    Any, PlainValidator(_definition, json_schema_input_type=dict[str, JsonValue] | str)
+]
 
 
 def storable_problem(value: Any, path: str = "$") -> tuple[str, str] | None:
@@ -41,7 +70,7 @@ def storable_problem(value: Any, path: str = "$") -> tuple[str, str] | None:
                 return where, "not valid Unicode (lone surrogate)"
         elif isinstance(item, int) and not isinstance(item, bool):
             if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-                return where, "integer outside the 64-bit range"
+                return where, "integer outside -(2**53-1)..2**53-1 (I-JSON); send it as a string"
     return None
 
 
@@ -127,7 +156,7 @@ _EXAMPLE_WORKFLOW = {
 
 
 class WorkflowSave(_In):
-    definition: dict[str, Any] | str = Field(
+    definition: DefinitionIn = Field(
         description="The workflow document, as an object or as JSON/YAML text (docs/workflows.md)."
         " Beyond this shape, the document is validated on save (422 lists every issue).",
         examples=[_EXAMPLE_WORKFLOW],
@@ -166,7 +195,7 @@ class ValidationOut(BaseModel):
 
 
 class RunRequest(_In):
-    input: Any = None
+    input: AnyJson = Field(None, description="The trigger body ($.trigger.body)")
     wait: bool = Field(False, description="Wait for the execution to end and return it")
     timeout_s: float | None = Field(
         None, gt=0, description="With wait: at most this long (capped by webhook_reply_timeout_s)"
