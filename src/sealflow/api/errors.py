@@ -65,16 +65,22 @@ _METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method the resource at `path` supports, across all the routes that share the
-    path (the router's own 405 names only the first route that matched the path)."""
-    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_index", None)
+    """The methods /openapi.json documents for the resource at `path`, across every route of
+    that path (the router's own 405 names only the first route that matched). A literal path
+    (/v1/workflows/validate) is its own resource, not an instance of /v1/workflows/{id}."""
+    index: dict[str, tuple[re.Pattern[str], set[str]]] | None = getattr(
+        app.state, "allow_index", None
+    )
     if index is None:
-        index = [
-            (compile_path(template)[0], {m.upper() for m in operations if m in _METHODS})
+        index = {
+            template: (compile_path(template)[0],
+                       {m.upper() for m in operations if m in _METHODS})
             for template, operations in app.openapi().get("paths", {}).items()
-        ]
+        }
         app.state.allow_index = index
-    return sorted({m for regex, methods in index if regex.match(path) for m in methods})
+    if path in index:
+        return sorted(index[path][1])
+    return sorted({m for regex, methods in index.values() if regex.match(path) for m in methods})
 
 
 def install(app: FastAPI) -> None:
