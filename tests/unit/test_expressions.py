@@ -144,7 +144,7 @@ def test_loop_variables() -> None:
         ("$.steps.other.x", "step 'other' has no output (it has not run", "other"),
         ("$.steps.fetch.body.items[5]", "index 5 is out of range (the list has 2 items)", 5),
         ("$.trigger.body.id.x", "'.x' needs an object, found a number", "x"),
-        ("$.trigger.body[0]", "[0] needs a list, found dict", 0),
+        ("$.trigger.body[0]", "[0] needs a list, found an object", 0),
         ("$.item", "$item is not available inside a loop body", None),
         ("x {{ $.trigger.nope }}", "no key 'nope'", "nope"),
     ],

@@ -83,9 +83,10 @@ def _unencodable(text: str) -> bool:
 
 
 class _In(BaseModel):
-    """A request body: unknown fields refused, every value one the stores can hold."""
+    """A request body: unknown fields refused, no coercion (`"wait": 0` is not a boolean),
+    every value one the stores can hold."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="after")
     def _storable(self) -> _In:

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from sealflow.core.errors import InvalidInput, Issue
 from sealflow.core.expressions import child_path
+from sealflow.core.expressions import kind as kind  # re-exported for the validators
 from sealflow.core.retry import RetryPolicy
 
 # Hard caps on a document, whatever the limits say: they bound the work validation does.
@@ -116,20 +117,6 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for a near miss, else ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def is_number(value: Any) -> bool:

@@ -389,7 +389,7 @@ def _step_into(ref: Reference, current: Any, seg: str | int, *, step_name: bool)
         why = (
             f"index {seg} is out of range (the list has {len(current)} items)"
             if isinstance(current, list)
-            else f"[{seg}] needs a list, found {_kind(current)}"
+            else f"[{seg}] needs a list, found {kind(current)}"
         )
         raise ReferenceError_(f"{ref.text}: {why}", reference=ref.text, segment=seg)
     if isinstance(current, Mapping) and seg in current:
@@ -399,11 +399,12 @@ def _step_into(ref: Reference, current: Any, seg: str | int, *, step_name: bool)
     elif isinstance(current, Mapping):
         why = f"no key '{seg}'"
     else:
-        why = f"'.{seg}' needs an object, found {_kind(current)}"
+        why = f"'.{seg}' needs an object, found {kind(current)}"
     raise ReferenceError_(f"{ref.text}: {why}", reference=ref.text, segment=seg)
 
 
-def _kind(value: Any) -> str:
+def kind(value: Any) -> str:
+    """A value's JSON type for error messages: 'a string', 'a list', 'null', ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -414,4 +415,4 @@ def _kind(value: Any) -> str:
         return "a string"
     if isinstance(value, list):
         return "a list"
-    return type(value).__name__
+    return "an object" if isinstance(value, dict) else type(value).__name__

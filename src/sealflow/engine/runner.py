@@ -325,14 +325,13 @@ class Runner:
             step,
             path,
             "succeeded",
-            header.input,
-            output,
-            None,
-            logs,
-            header.attempts,
-            started,
-            t0,
-            nxt,
+            input_=header.input,
+            output=output,
+            logs=logs,
+            attempts=header.attempts,
+            started=started,
+            t0=t0,
+            nxt=nxt,
         )
         return output, nxt
 
@@ -350,14 +349,13 @@ class Runner:
             step,
             path,
             "succeeded",
-            outcome.input,
-            output,
-            None,
-            logs,
-            outcome.attempts,
-            started,
-            t0,
-            nxt,
+            input_=outcome.input,
+            output=output,
+            logs=logs,
+            attempts=outcome.attempts,
+            started=started,
+            t0=t0,
+            nxt=nxt,
         )
         return output, nxt
 
@@ -369,40 +367,26 @@ class Runner:
         failure: _Failure,
         started: datetime,
         t0: float,
-        logs: list[dict[str, Any]] | None = None,
+        logs: list[dict[str, Any]],
     ) -> tuple[Any, str | None]:
         error = error_record(failure.error, step.name)
-        if step.on_error == "stop":
-            self._record(
-                run,
-                step,
-                path,
-                "failed",
-                failure.input,
-                None,
-                error,
-                logs or [],
-                failure.attempts,
-                started,
-                t0,
-                None,
-            )
-            raise _Stop(error)
-        nxt = successor(step, None, failed=True)
+        stop = step.on_error == "stop"
+        nxt = None if stop else successor(step, None, failed=True)
         self._record(
             run,
             step,
             path,
             "failed",
-            failure.input,
-            None,
-            error,
-            logs or [],
-            failure.attempts,
-            started,
-            t0,
-            nxt,
+            input_=failure.input,
+            error=error,
+            logs=logs,
+            attempts=failure.attempts,
+            started=started,
+            t0=t0,
+            nxt=nxt,
         )
+        if stop:
+            raise _Stop(error)
         return {"error": error}, nxt
 
     async def _attempts(
@@ -491,15 +475,17 @@ class Runner:
         step: Step,
         path: str,
         status: str,
+        *,
         input_: Any,
-        output: Any,
-        error: dict[str, Any] | None,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
         logs: list[dict[str, Any]],
         attempts: int,
         started: datetime,
         t0: float,
         nxt: str | None,
     ) -> None:
+        """Write a finished step (the lease is checked and extended in the same write)."""
         run.seq += 1
         run.steps_run += 1
         now = self.clock.now()
