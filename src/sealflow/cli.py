@@ -8,8 +8,9 @@ import os
 import secrets
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy import func, select
@@ -29,7 +30,9 @@ _overrides: dict[str, Any] = {}
 
 @app.callback()
 def _global(
-    data_dir: Annotated[Path | None, typer.Option(help="Data directory (SEALFLOW_DATA_DIR)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory (SEALFLOW_DATA_DIR)")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (SEALFLOW_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="HTTPS port (SEALFLOW_PORT)")] = None,
 ) -> None:
@@ -37,21 +40,37 @@ def _global(
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
     try:
         settings = load_settings(_overrides)
-    except Exception as err:  # pydantic errors name the setting at fault
-        _fail(f"invalid settings: {err}")
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except ValidationError as err:  # one line naming each setting at fault (not its value:
+        problems = "; ".join(  # settings may hold credentials, e.g. in a database URL)
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        _fail(f"invalid settings: {problems}")
+    except Exception as err:  # a missing or unreadable config file
+        _fail(f"invalid settings: {' '.join(str(err).split())}")
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        _fail(f"cannot use data directory {settings.data_dir}: {err.strerror}")
     return settings
 
 
-def _fail(message: str, code: int = 1) -> Any:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # as the API writes them
+    return str(value)
+
+
 def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+    typer.echo(json.dumps(value, indent=2, default=_json_default))
 
 
 def _operator_token(settings: Settings) -> str:
@@ -138,7 +157,9 @@ def serve(
 
 @app.command()
 def worker(
-    region: Annotated[list[str] | None, typer.Option(help="Regions to work for (default all)")] = None,
+    region: Annotated[
+        list[str] | None, typer.Option(help="Regions to work for (default all)")
+    ] = None,
 ) -> None:
     """Run workers and the scheduler without the API (same database as `serve`)."""
     from sealflow.bootstrap import build_platform
@@ -172,7 +193,9 @@ def worker(
 @app.command()
 def run(
     workflow: Annotated[str, typer.Argument(help="Workflow id")],
-    input: Annotated[Path | None, typer.Option("--input", help="JSON or YAML file: the trigger body")] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", help="JSON or YAML file: the trigger body")
+    ] = None,
 ) -> None:
     """Run a workflow now in this process and print the execution (its Debug view)."""
     from sealflow.bootstrap import build_platform
@@ -187,36 +210,48 @@ def run(
         raise typer.Exit(1)
 
 
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot read {what}{path}: {err.strerror}")
+    except UnicodeDecodeError as err:
+        _fail(f"{what}{path} is not UTF-8 text (byte {err.start})")
+
+
 def _read_input(path: Path | None) -> Any:
     if path is None:
         return None
     import yaml
 
+    from sealflow.api.schemas import storable_problem
+
+    text = _read_text(path, "--input ")
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        _fail(f"cannot read --input {path}: {err.strerror}")
-    try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        payload = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:
-        _fail(f"--input {path} is not valid JSON/YAML: {err}")
+        _fail(f"--input {path} is not valid JSON/YAML: {' '.join(str(err).split())}")
+    problem = storable_problem(payload)
+    if problem:
+        _fail(f"--input {path}: {problem[0]}: {problem[1]}")
+    return payload
 
 
 @workflows_app.command("import")
 def workflows_import(
     file: Annotated[Path, typer.Argument(help="Workflow definition (.json, .yaml)")],
     account: Annotated[str, typer.Option(help="Account id")],
-    workflow_id: Annotated[str | None, typer.Option("--id", help="Save as a new version of this workflow")] = None,
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="Save as a new version of this workflow")
+    ] = None,
 ) -> None:
     """Validate and save a workflow definition (a new version when --id is given)."""
     from sealflow.bootstrap import build_platform
     from sealflow.cli_ops import import_workflow
 
     settings = _settings()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        _fail(f"cannot read {file}: {err.strerror}")
+    text = _read_text(file, "")
     platform = build_platform(settings)
     _print_json(import_workflow(platform, account, text, workflow_id))
 

@@ -9,8 +9,10 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
+from sealflow.api.schemas import storable_problem
 from sealflow.bootstrap import Platform
-from sealflow.core.errors import NotFound
+from sealflow.core.errors import InvalidInput, Issue, NotFound
+from sealflow.core.workflows import parse_text
 from sealflow.db.tables import workflows
 from sealflow.engine.records import lease_deadline
 from sealflow.queue.embedded import new_owner
@@ -57,20 +59,26 @@ def import_workflow(
 ) -> dict[str, Any]:
     account = find_account(platform.cells, account_id)
     who = Caller(region=account.region, account_id=account.id, token_id="cli")  # noqa: S106 - not a secret
+    document = parse_text(text)
+    problem = storable_problem(document)
+    if problem:  # e.g. a YAML integer past 2**53: refused with its path, like the API does
+        raise InvalidInput(f"invalid workflow: {problem[0]}: {problem[1]}",
+                           [Issue(problem[0], problem[1])])
     if workflow_id:
         saved = workflow_service.update_definition(
             platform.cells, platform.clock, platform.registry, platform.limits, who, workflow_id,
-            text,
+            document,
         )
     else:
         saved = workflow_service.create(
-            platform.cells, platform.clock, platform.registry, platform.limits, who, text
+            platform.cells, platform.clock, platform.registry, platform.limits, who, document
         )
     view = saved.workflow
     out: dict[str, Any] = {"id": view.id, "name": view.name, "version": view.version,
                            "region": who.region}
     if view.webhook_token:
-        out["webhook_url"] = f"{platform.settings.base_url()}/hooks/{who.region}/{view.webhook_token}"
+        base = platform.settings.base_url()
+        out["webhook_url"] = f"{base}/hooks/{who.region}/{view.webhook_token}"
     if saved.webhook_secret:
         out["webhook_secret"] = saved.webhook_secret
     return out

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -168,13 +169,18 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         file_values = _read_config_file(candidate)
     elif config_path:
         raise FileNotFoundError(f"SEALFLOW_CONFIG names {candidate}, which does not exist")
-    # init values outrank the environment in pydantic-settings, so drop the file's keys that
-    # the environment sets: the environment must beat the file.
-    env_keys = {
-        k[len("SEALFLOW_") :].split("__")[0].lower()
-        for k in os.environ
-        if k.startswith("SEALFLOW_")
-    }
-    merged = {k: v for k, v in file_values.items() if k not in env_keys}
-    merged.update(overrides)
-    return Settings(**merged)
+    # Init values outrank the environment in pydantic-settings, so the file's values are merged
+    # under the environment's here, key by key: SEALFLOW_LIMITS__API_BURST replaces only
+    # limits.api_burst of the file, not its whole [limits] table.
+    env_values = EnvSettingsSource(Settings)()
+    return Settings(**_deep_merge(_deep_merge(file_values, env_values), overrides))
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

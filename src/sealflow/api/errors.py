@@ -122,8 +122,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path,
-                  type(exc).__name__)
+        # The route's template, not the path: webhook paths carry their secret token.
+        route = getattr(request.scope.get("route"), "path", None) or "(no route)"
+        log.error("unhandled error on %s %s: %s", request.method, route, type(exc).__name__)
         return error_response(
             500, {"code": "internal", "message": "internal error; it has been logged",
                   "retryable": True},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -17,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 from typing_extensions import TypeAliasType
+
+from sealflow.core.expressions import child_path
 
 # Values a request body may carry: I-JSON (RFC 7493) integers, exact in every JSON parser
 # (the stores' orjson fails past 64 bits, and OpenAPI bounds past 2**53 lose precision),
@@ -52,7 +55,8 @@ DefinitionIn = Annotated[
 
 
 def storable_problem(value: Any, path: str = "$") -> tuple[str, str] | None:
-    """(path, message) of the first value the stores cannot hold, or None."""
+    """(path, message) of the first value the stores cannot hold, or None. Also used by the
+    CLI on what it reads from YAML (where keys can be numbers and values dates)."""
     stack: list[tuple[str, Any, int]] = [(path, value, 1)]
     while stack:
         where, item, depth = stack.pop()
@@ -60,17 +64,24 @@ def storable_problem(value: Any, path: str = "$") -> tuple[str, str] | None:
             return where, f"nests deeper than {MAX_DEPTH} levels"
         if isinstance(item, dict):
             for key, child in item.items():
-                if isinstance(key, str) and _unencodable(key):
+                if not isinstance(key, str):
+                    return where, f"key {key!r} must be a string (quote it in YAML)"
+                if _unencodable(key):
                     return where, "a key is not valid Unicode (lone surrogate)"
-                stack.append((f"{where}.{key}", child, depth + 1))
+                stack.append((child_path(where, key), child, depth + 1))
         elif isinstance(item, list):
-            stack.extend((f"{where}[{i}]", child, depth + 1) for i, child in enumerate(item))
+            stack.extend((child_path(where, i), child, depth + 1) for i, child in enumerate(item))
         elif isinstance(item, str):
             if _unencodable(item):
                 return where, "not valid Unicode (lone surrogate)"
         elif isinstance(item, int) and not isinstance(item, bool):
             if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
                 return where, "integer outside -(2**53-1)..2**53-1 (I-JSON); send it as a string"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return where, f"{item} is not a JSON number"
+        elif item is not None and not isinstance(item, bool):
+            return where, f"a {type(item).__name__} is not a JSON value (quote it in YAML)"
     return None
 
 
