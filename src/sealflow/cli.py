@@ -224,7 +224,7 @@ def _read_input(path: Path | None) -> Any:
         return None
     import yaml
 
-    from sealflow.api.schemas import storable_problem
+    from sealflow.core.json_values import storable_problem
 
     text = _read_text(path, "--input ")
 

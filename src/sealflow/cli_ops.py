@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from sealflow.api.schemas import storable_problem
 from sealflow.bootstrap import Platform
 from sealflow.core.errors import InvalidInput, Issue, NotFound
+from sealflow.core.json_values import storable_problem
 from sealflow.core.workflows import parse_text
 from sealflow.db.tables import workflows
 from sealflow.engine.records import lease_deadline

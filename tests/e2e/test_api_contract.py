@@ -206,3 +206,16 @@ def test_signed_webhook(server, client):
         assert ok.status_code == 202, ok.text
         assert anon.post(server.url + "/hooks/us/not-a-token", json={}).status_code == 404
         assert anon.post(server.url + "/hooks/mars/x", json={}).status_code == 404
+
+
+def test_webhook_body_the_stores_cannot_hold_is_a_422(server, client):
+    wf = save(client, {"name": "hook", "trigger": {"type": "webhook"}, "steps": [step("x")]})
+    with httpx.Client(verify=server.client_ssl()) as anon:
+        headers = {"content-type": "application/json"}
+        deep = anon.post(wf["webhook_url"], content="[" * 254 + "]" * 254, headers=headers)
+        assert deep.status_code == 422, deep.text
+        assert "nests deeper" in deep.json()["error"]["issues"][0]["message"]
+        surrogate = anon.post(wf["webhook_url"], content=b'{"s": "\\ud800"}', headers=headers)
+        assert surrogate.status_code == 422
+        broken = anon.post(wf["webhook_url"], content=b'{"n": ', headers=headers)
+        assert broken.status_code == 422

@@ -9,10 +9,10 @@ import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from sealflow.api.responses import JSONBytes
 from sealflow.core.errors import (
     Conflict,
     InvalidInput,
@@ -50,8 +50,8 @@ class ApiError(SealflowError):
 
 
 def error_response(status: int, body: dict[str, object],
-                   headers: dict[str, str] | None = None) -> ORJSONResponse:
-    return ORJSONResponse({"error": body}, status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None) -> JSONBytes:
+    return JSONBytes({"error": body}, status_code=status, headers=headers)
 
 
 def _loc_to_path(loc: tuple[object, ...]) -> str:
@@ -85,18 +85,18 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
+    async def _api_error(_: Request, exc: ApiError) -> JSONBytes:
         return error_response(exc.status, exc.as_dict(), exc.headers)
 
     @app.exception_handler(SealflowError)
-    async def _sealflow_error(_: Request, exc: SealflowError) -> ORJSONResponse:
+    async def _sealflow_error(_: Request, exc: SealflowError) -> JSONBytes:
         for kind, status in _STATUS:
             if isinstance(exc, kind):
                 return error_response(status, exc.as_dict())
         return error_response(400, exc.as_dict())
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONBytes:
         issues = [
             {"path": _loc_to_path(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
             for e in exc.errors()
@@ -108,7 +108,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONBytes:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             allowed = _allowed_methods(app, request.scope["path"])
@@ -121,7 +121,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONBytes:
         # The route's template, not the path: webhook paths carry their secret token.
         route = getattr(request.scope.get("route"), "path", None) or "(no route)"
         log.error("unhandled error on %s %s: %s", request.method, route, type(exc).__name__)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -19,14 +18,11 @@ from pydantic import (
 )
 from typing_extensions import TypeAliasType
 
-from sealflow.core.expressions import child_path
+from sealflow.core.json_values import INT_RANGE as _INT_RANGE
+from sealflow.core.json_values import storable_problem as storable_problem
 
-# Values a request body may carry: I-JSON (RFC 7493) integers, exact in every JSON parser
-# (the stores' orjson fails past 64 bits, and OpenAPI bounds past 2**53 lose precision),
-# strings without lone surrogates (not UTF-8), nesting no deeper than workflow documents may
-# (core.definitions.MAX_DEPTH; orjson stops at 255).
-_INT_RANGE = (-(2**53) + 1, 2**53 - 1)
-MAX_DEPTH = 64
+# Values a request body may carry: core.json_values (I-JSON integers, no lone surrogates,
+# bounded nesting) says which and checks them.
 
 # The JSON values a body may carry, as documented in /openapi.json: the schema says what
 # storable_problem() enforces (integers within 64 bits), so generated clients and schema-based
@@ -52,45 +48,6 @@ AnyJson = Annotated[Any, PlainValidator(_any_json, json_schema_input_type=JsonVa
 DefinitionIn = Annotated[
     Any, PlainValidator(_definition, json_schema_input_type=dict[str, JsonValue] | str)
 ]
-
-
-def storable_problem(value: Any, path: str = "$") -> tuple[str, str] | None:
-    """(path, message) of the first value the stores cannot hold, or None. Also used by the
-    CLI on what it reads from YAML (where keys can be numbers and values dates)."""
-    stack: list[tuple[str, Any, int]] = [(path, value, 1)]
-    while stack:
-        where, item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return where, f"nests deeper than {MAX_DEPTH} levels"
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    return where, f"key {key!r} must be a string (quote it in YAML)"
-                if _unencodable(key):
-                    return where, "a key is not valid Unicode (lone surrogate)"
-                stack.append((child_path(where, key), child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child_path(where, i), child, depth + 1) for i, child in enumerate(item))
-        elif isinstance(item, str):
-            if _unencodable(item):
-                return where, "not valid Unicode (lone surrogate)"
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-                return where, "integer outside -(2**53-1)..2**53-1 (I-JSON); send it as a string"
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return where, f"{item} is not a JSON number"
-        elif item is not None and not isinstance(item, bool):
-            return where, f"a {type(item).__name__} is not a JSON value (quote it in YAML)"
-    return None
-
-
-def _unencodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 class _In(BaseModel):

@@ -7,12 +7,12 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from sealflow.core.errors import InvalidInput, Issue
 from sealflow.core.expressions import child_path
 from sealflow.core.expressions import kind as kind  # re-exported for the validators
+from sealflow.core.json_values import scalar_problem
 from sealflow.core.retry import RetryPolicy
 
 # Hard caps on a document, whatever the limits say: they bound the work validation does.
@@ -193,13 +193,12 @@ def check_document(document: Any) -> list[Issue]:
                     issues.append(Issue(path, f"key {key} must be a string (quote it in YAML)"))
         elif isinstance(value, list):
             stack.extend((child_path(path, i), v, depth + 1) for i, v in enumerate(value))
-        elif isinstance(value, str):
-            chars += len(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            issues.append(Issue(path, f"{value} is not a JSON number"))
-        elif value is not None and not isinstance(value, bool | int | float):
-            hint = " (quote it in YAML)" if isinstance(value, date) else ""
-            issues.append(Issue(path, f"a {type(value).__name__} is not a JSON value{hint}"))
+        else:
+            if isinstance(value, str):
+                chars += len(value)
+            problem = scalar_problem(value)
+            if problem is not None:
+                issues.append(Issue(path, problem))
         if chars > MAX_DOCUMENT_CHARS:
             raise WorkflowInvalid(
                 [Issue("$", f"the document is too large (over {MAX_DOCUMENT_CHARS} characters)")]

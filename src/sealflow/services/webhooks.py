@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
+from sealflow.core.json_values import storable_problem
 from sealflow.db.tables import workflows
 from sealflow.regions.cells import Cells
 from sealflow.services.executions import NewExecution, insert_execution
@@ -50,11 +51,15 @@ def _body(raw: bytes, content_type: str) -> Any:
         return None
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
             raise InvalidInput(
                 "the webhook body is not valid JSON", [Issue("$.body", str(err))]
             ) from None
+        problem = storable_problem(value, "$.body")
+        if problem is not None:
+            raise InvalidInput("the webhook body cannot be stored", [Issue(*problem)])
+        return value
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     return raw.decode("utf-8", "replace")

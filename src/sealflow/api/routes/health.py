@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from sealflow.api.deps import PlatformDep
+from sealflow.api.responses import JSONBytes
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +25,7 @@ class ReadyOut(BaseModel):
 @router.get("/readyz", response_model=ReadyOut, responses={
     503: {"model": ReadyOut, "description": "A store of a served region is unavailable"},
 })
-def readyz(p: PlatformDep) -> ORJSONResponse:
+def readyz(p: PlatformDep) -> JSONBytes:
     checks: dict[str, str] = {}
     for region in p.cells:
         try:
@@ -35,4 +35,4 @@ def readyz(p: PlatformDep) -> ORJSONResponse:
         except Exception as exc:  # reported, not raised
             checks[f"database:{region}"] = f"unavailable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
-    return ORJSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    return JSONBytes({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

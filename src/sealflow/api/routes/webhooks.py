@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from sealflow.api.errors import ApiError
+from sealflow.api.responses import JSONBytes
 from sealflow.api.schemas import ExecutionStarted, errors
 from sealflow.api.waiting import wait_for_response
 from sealflow.bootstrap import Platform
@@ -75,7 +76,7 @@ async def receive(region: str, token: str, request: Request) -> Any:
     else:
         p.queue.submit(region, execution_id)
     if not accepted.respond_wait:
-        return ORJSONResponse({"execution_id": execution_id, "status": "queued"}, status_code=202)
+        return JSONBytes({"execution_id": execution_id, "status": "queued"}, status_code=202)
     timeout = p.limits.webhook_reply_timeout_s
     answer = await wait_for_response(p, region, execution_id, timeout)
     if answer is None:
