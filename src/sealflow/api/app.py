@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from sealflow.api import errors
 from sealflow.api.deps import RateLimiter
@@ -22,6 +24,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.start(workers=run_workers)
+        # Everything built at start-up (app, routes, schemas, SQLAlchemy metadata) lives as
+        # long as the process: keep it out of the cyclic GC, whose full collections would
+        # otherwise walk it all and stall the event loop (the latency tail).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -43,5 +50,7 @@ def create_app(
     errors.install(app)
     for module in (accounts, workflows, executions, webhooks, health):
         app.include_router(module.router)
+    app.router.routes.insert(
+        0, Route("/hooks/{region}/{token}", webhooks.receive_route, methods=["POST"]))
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -23,7 +23,9 @@ async def wait_for_end(p: Platform, who: Caller, execution_id: str, timeout: flo
     return await p.hub.wait(f"done:{execution_id}", timeout, poll) is not None
 
 
-async def wait_for_response(p: Platform, region: str, execution_id: str, timeout: float) -> Any:
+async def wait_for_response(
+    p: Platform, region: str, execution_id: str, timeout: float, *, local: bool = False
+) -> Any:
     """The webhook answer ({status, headers, body}) of an execution, or None on timeout."""
     cell = p.cells[region]
 
@@ -32,4 +34,4 @@ async def wait_for_response(p: Platform, region: str, execution_id: str, timeout
             row = records.load_execution(conn, execution_id)
         return codec.loads(row.response) if row is not None and row.response else None
 
-    return await p.hub.wait(execution_id, timeout, poll)
+    return await p.hub.wait(execution_id, timeout, poll, poll_first=not local)

@@ -48,7 +48,7 @@ def _sqlite_begin(conn: Any) -> None:
     # Writers take the lock at BEGIN: a deferred transaction that later writes can fail with
     # SQLITE_BUSY at once (no busy wait) when another writer committed in between. Readers
     # ask for a deferred BEGIN through the `readonly` execution option (see regions.cells).
-    if conn.get_execution_options().get("readonly"):
-        conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Straight to the driver: exec_driver_sql would run the whole statement machinery
+    # (events, cursor, result) for a BEGIN on every transaction.
+    sql = "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
+    conn.connection.driver_connection.execute(sql)

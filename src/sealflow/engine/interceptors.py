@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import jsonschema
+import jsonschema_rs
 import orjson
 
 from sealflow.connectors.base import Credential, Operation
@@ -72,6 +73,13 @@ def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(orjson.loads(schema_json))
 
 
+@lru_cache(maxsize=512)
+def _fast_validator(schema_json: bytes) -> Any:
+    """jsonschema-rs (Rust) for the common case, a valid value: ~1 us instead of ~20-30 us.
+    The Python validator still explains a failure, so error messages do not change."""
+    return jsonschema_rs.validator_for(orjson.loads(schema_json))
+
+
 def _schema_key(schema: Mapping[str, Any]) -> bytes:
     return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
 
@@ -87,6 +95,11 @@ class SchemaInterceptor:
         key = self._keys.get(id(schema))
         if key is None:
             key = self._keys[id(schema)] = _schema_key(schema)
+        try:
+            if _fast_validator(key).is_valid(value):
+                return
+        except (ValueError, TypeError):  # a value jsonschema-rs cannot read: slow path
+            pass
         error = jsonschema.exceptions.best_match(_validator(key).iter_errors(value))
         if error is not None:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)

@@ -31,12 +31,16 @@ class ResponseHub:
         timeout: float,
         poll: Callable[[], Any | None],
         poll_interval: float = 0.5,
+        *,
+        poll_first: bool = True,
     ) -> Any | None:
         """Wait up to `timeout` seconds. `poll()` reads the stored answer (None while there is
         none) so a result published by another process is seen too. Returns None on timeout."""
         fut = self._future(execution_id)
         try:
-            found = poll()
+            # poll_first=False: the publisher is a task of this process that has not run
+            # yet, so the answer cannot be stored already; the future will see it.
+            found = poll() if poll_first else None
             if found is not None:
                 return found
             loop = asyncio.get_running_loop()

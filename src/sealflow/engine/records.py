@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from sealflow.core.executions import Status
 from sealflow.db import codec
@@ -37,21 +38,80 @@ class StepRecord:
     next_step: str | None
 
 
+# The hot-path statements are built once and executed with parameters: building a Core
+# statement and computing its cache key costs more than SQLite's execution of it. A reused
+# statement object keeps its memoised cache key, so only the parameters change per call.
+@cache
+def _load_execution() -> Any:
+    return select(executions).where(executions.c.id == bindparam("execution_id"))
+
+
+@cache
+def _completed_steps() -> Any:
+    return select(
+        step_runs.c.path,
+        step_runs.c.status,
+        step_runs.c.output,
+        step_runs.c.error,
+        step_runs.c.next_step,
+        step_runs.c.seq,
+    ).where(step_runs.c.execution_id == bindparam("execution_id"))
+
+
+def _guarded() -> Any:
+    return (executions.c.id == bindparam("g_id")) & (
+        executions.c.lease_owner == bindparam("g_owner")
+    )
+
+
+@cache
+def _step_lease() -> Any:
+    return (
+        update(executions)
+        .where(_guarded())
+        .values(steps_run=executions.c.steps_run + 1, lease_expires_at=bindparam("lease_until"))
+    )
+
+
+@cache
+def _step_lease_response() -> Any:
+    return (
+        update(executions)
+        .where(_guarded())
+        .values(
+            steps_run=executions.c.steps_run + 1,
+            lease_expires_at=bindparam("lease_until"),
+            response=bindparam("response"),
+        )
+    )
+
+
+@cache
+def _finish_step() -> Any:
+    return update(executions).where(_guarded()).values(steps_run=executions.c.steps_run + 1)
+
+
+@cache
+def _insert_step() -> Any:
+    return insert(step_runs)
+
+
+@cache
+def _set_response() -> Any:
+    return update(executions).where(_guarded()).values(response=bindparam("response"))
+
+
+@cache
+def _finish() -> Any:
+    return update(executions).where(_guarded())
+
+
 def load_execution(conn: Connection, execution_id: str) -> Any:
-    return conn.execute(select(executions).where(executions.c.id == execution_id)).first()
+    return conn.execute(_load_execution(), {"execution_id": execution_id}).first()
 
 
 def completed_steps(conn: Connection, execution_id: str) -> dict[str, Any]:
-    rows = conn.execute(
-        select(
-            step_runs.c.path,
-            step_runs.c.status,
-            step_runs.c.output,
-            step_runs.c.error,
-            step_runs.c.next_step,
-            step_runs.c.seq,
-        ).where(step_runs.c.execution_id == execution_id)
-    ).all()
+    rows = conn.execute(_completed_steps(), {"execution_id": execution_id}).all()
     return {r.path: r for r in rows}
 
 
@@ -68,45 +128,67 @@ def record_step(
     seq: int,
     record: StepRecord,
     lease_until: datetime,
+    response: Any = None,
 ) -> None:
     """Write a finished step and extend the lease in one transaction: the step's completion
-    is durable before the next step starts (resume never re-runs it)."""
+    is durable before the next step starts (resume never re-runs it). `response`: the
+    webhook answer the step gave, stored with it."""
+    params = {"g_id": execution_id, "g_owner": owner, "lease_until": lease_until}
+    if response is not None:
+        params["response"] = codec.dumps(response)
     held = conn.execute(
-        update(executions)
-        .where(_guard(execution_id, owner))
-        .values(steps_run=executions.c.steps_run + 1, lease_expires_at=lease_until)
+        _step_lease() if response is None else _step_lease_response(), params
     ).rowcount
     if held != 1:
         raise LeaseLost(execution_id)
+    insert_step(conn, execution_id=execution_id, account_id=account_id, seq=seq, record=record)
+
+
+def step_lease(
+    conn: Connection, execution_id: str, owner: str, now: datetime, lease_s: float
+) -> None:
+    if (
+        conn.execute(
+            _step_lease(),
+            {"g_id": execution_id, "g_owner": owner, "lease_until": lease_deadline(now, lease_s)},
+        ).rowcount
+        != 1
+    ):
+        raise LeaseLost(execution_id)
+
+
+def insert_step(
+    conn: Connection, *, execution_id: str, account_id: str, seq: int, record: StepRecord
+) -> None:
     conn.execute(
-        insert(step_runs).values(
-            execution_id=execution_id,
-            account_id=account_id,
-            seq=seq,
-            path=record.path,
-            step_name=record.name,
-            connector=record.connector,
-            operation=record.operation,
-            status=record.status,
-            input=codec.dumps(record.input),
-            output=codec.dumps(record.output),
-            error=codec.dumps(record.error) if record.error else None,
-            logs=codec.dumps(record.logs) if record.logs else None,
-            attempts=record.attempts,
-            next_step=record.next_step,
-            duration_ms=record.duration_ms,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-        )
+        _insert_step(),
+        {
+            "execution_id": execution_id,
+            "account_id": account_id,
+            "seq": seq,
+            "path": record.path,
+            "step_name": record.name,
+            "connector": record.connector,
+            "operation": record.operation,
+            "status": record.status,
+            "input": codec.dumps(record.input),
+            "output": codec.dumps(record.output),
+            "error": codec.dumps(record.error) if record.error else None,
+            "logs": codec.dumps(record.logs) if record.logs else None,
+            "attempts": record.attempts,
+            "next_step": record.next_step,
+            "duration_ms": record.duration_ms,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+        },
     )
 
 
 def set_response(conn: Connection, execution_id: str, owner: str, response: Any) -> None:
     if (
         conn.execute(
-            update(executions)
-            .where(_guard(execution_id, owner))
-            .values(response=codec.dumps(response))
+            _set_response(),
+            {"g_id": execution_id, "g_owner": owner, "response": codec.dumps(response)},
         ).rowcount
         != 1
     ):
@@ -123,6 +205,7 @@ def finish(
     result: Any = None,
     error: dict[str, Any] | None = None,
     response: Any = None,
+    step_done: bool = False,
 ) -> None:
     values: dict[str, Any] = {
         "status": status,
@@ -134,12 +217,8 @@ def finish(
     }
     if response is not None:
         values["response"] = codec.dumps(response)
-    if (
-        conn.execute(
-            update(executions).where(_guard(execution_id, owner)).values(**values)
-        ).rowcount
-        != 1
-    ):
+    values.update(g_id=execution_id, g_owner=owner)
+    if conn.execute(_finish_step() if step_done else _finish(), values).rowcount != 1:
         raise LeaseLost(execution_id)
 
 

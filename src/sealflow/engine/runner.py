@@ -66,6 +66,10 @@ class _Run:
     steps_run: int
     response_sent: bool = False
     stop_reason: str | None = None  # "cancelled" | "lease_lost" | "shutdown"
+    # The webhook answer of a respond step, written with that step's record, then published.
+    pending_response: dict[str, Any] | None = None
+    # The record of the execution's last step, written with the execution's end.
+    deferred: tuple[int, records.StepRecord, datetime] | None = None
     last_output: Any = None
     children: list[str] = field(default_factory=list)
 
@@ -108,22 +112,32 @@ class Runner:
         self.rng = rng or random.Random()
 
     # ----------------------------------------------------------------- one execution
-    async def run(self, region: str, execution_id: str, owner: str) -> Status | None:
+    async def run(
+        self, region: str, execution_id: str, owner: str, *, fresh: Any = None
+    ) -> Status | None:
         """Run an execution this worker has claimed (status running, lease `owner`).
-        Returns its terminal status, or None when it was handed back or lost."""
+        Returns its terminal status, or None when it was handed back or lost.
+        `fresh`: the row this process has just inserted (direct dispatch): no read needed,
+        and it has no steps yet."""
         cell = self.cells[region]
-        with cell.read() as conn:
-            row = records.load_execution(conn, execution_id)
-            if row is None or row.status != Status.RUNNING or row.lease_owner != owner:
-                return None
-            steps_done = records.completed_steps(conn, execution_id)
-            try:
-                definition = self.definitions.get(
-                    cell, conn, row.account_id, row.workflow_id, row.workflow_version
-                )
-            except SealflowError as exc:
-                definition = None
-                load_error: SealflowError = exc
+        definition = None
+        if fresh is not None:
+            row, steps_done = fresh, {}
+            definition = self.definitions.peek(cell, row.workflow_id, row.workflow_version)
+        if definition is None:
+            with cell.read() as conn:
+                if fresh is None:
+                    row = records.load_execution(conn, execution_id)
+                    if row is None or row.status != Status.RUNNING or row.lease_owner != owner:
+                        return None
+                    steps_done = records.completed_steps(conn, execution_id)
+                try:
+                    definition = self.definitions.get(
+                        cell, conn, row.account_id, row.workflow_id, row.workflow_version
+                    )
+                except SealflowError as exc:
+                    definition = None
+                    load_error: SealflowError = exc
         started = row.started_at or self.clock.now()
         run = _Run(
             cell=cell,
@@ -202,8 +216,10 @@ class Runner:
         response = None
         if run.row.respond_wait and not run.response_sent:
             response = self._default_response(run.row.id, status, result, error)
+        response = run.pending_response or response
         try:
             with run.cell.write() as conn:
+                step_done = self._flush_deferred(run, conn)
                 records.finish(
                     conn,
                     execution_id=run.row.id,
@@ -213,9 +229,11 @@ class Runner:
                     result=result,
                     error=error,
                     response=response,
+                    step_done=step_done,
                 )
         except records.LeaseLost:
             return None
+        run.pending_response = None
         if response is not None:
             self.hub.publish(run.row.id, response)
         self.hub.publish(f"done:{run.row.id}", {"status": status, "result": result, "error": error})
@@ -258,6 +276,10 @@ class Runner:
     def _hand_back(self, run: _Run, *, platform: bool, delay: float = 0.0) -> None:
         try:
             with run.cell.write() as conn:
+                if self._flush_deferred(run, conn):
+                    records.step_lease(conn, run.row.id, run.owner, self.clock.now(), self.lease_s)
+                if run.pending_response is not None:
+                    records.set_response(conn, run.row.id, run.owner, run.pending_response)
                 records.hand_back(
                     conn,
                     execution_id=run.row.id,
@@ -505,6 +527,13 @@ class Runner:
             finished_at=now,
             next_step=nxt,
         )
+        lease_until = records.lease_deadline(now, self.lease_s)
+        if nxt is None and path == step.name:
+            # The execution ends here: this record is written with the end (_finish), in
+            # the same transaction.
+            run.deferred = (run.seq, record, lease_until)
+            return
+        response, run.pending_response = run.pending_response, None
         with run.cell.write() as conn:
             records.record_step(
                 conn,
@@ -513,8 +542,23 @@ class Runner:
                 owner=run.owner,
                 seq=run.seq,
                 record=record,
-                lease_until=records.lease_deadline(now, self.lease_s),
+                lease_until=lease_until,
+                response=response,
             )
+        if response is not None:
+            self.hub.publish(run.row.id, response)
+
+    def _flush_deferred(self, run: _Run, conn: Any) -> bool:
+        """Write the deferred last-step record in the caller's transaction; the caller
+        counts the step on the execution row."""
+        if run.deferred is None:
+            return False
+        seq, record, _until = run.deferred
+        run.deferred = None
+        records.insert_step(
+            conn, execution_id=run.row.id, account_id=run.row.account_id, seq=seq, record=record
+        )
+        return True
 
     # ----------------------------------------------------------------- capabilities
     async def _respond(self, run: _Run, status: int, body: Any, headers: Mapping[str, str]) -> None:
@@ -522,11 +566,9 @@ class Runner:
             raise ConnectorError(
                 "this execution has already answered its webhook", code="already_responded"
             )
-        response = {"status": status, "headers": dict(headers), "body": body}
-        with run.cell.write() as conn:
-            records.set_response(conn, run.row.id, run.owner, response)
+        # Written with this step's record (one transaction), published after its commit.
+        run.pending_response = {"status": status, "headers": dict(headers), "body": body}
         run.response_sent = True
-        self.hub.publish(run.row.id, response)
 
     async def _call(self, run: _Run, workflow_id: str, payload: Any, wait: bool) -> Any:
         """call_workflow: the callee must have a callable trigger and belong to the same

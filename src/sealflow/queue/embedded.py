@@ -64,11 +64,15 @@ class EmbeddedQueue:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reserved = 0
         self._wake: dict[str, asyncio.Event] = {}
+        # Regions that may hold queued executions this process has not started: a submit()
+        # that found no free slot, or a claim that filled every free slot.
+        self._backlog: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
     # ------------------------------------------------------------------ interface
     def submit(self, region: str, execution_id: str) -> None:
+        self._backlog.add(region)
         event = self._wake.get(region)
         if event is not None:
             event.set()
@@ -82,9 +86,9 @@ class EmbeddedQueue:
     def release(self) -> None:
         self._reserved -= 1
 
-    def start_reserved(self, region: str, execution_id: str) -> None:
+    def start_reserved(self, region: str, execution_id: str, fresh: object = None) -> None:
         self._reserved -= 1
-        self._spawn(region, execution_id)
+        self._spawn(region, execution_id, fresh)
 
     async def start(self) -> None:
         for region in self.regions:
@@ -114,19 +118,26 @@ class EmbeddedQueue:
     def _free(self) -> int:
         return self.settings.concurrency - len(self._tasks) - self._reserved
 
-    def _spawn(self, region: str, execution_id: str) -> None:
-        task = asyncio.create_task(self._run(region, execution_id))
+    def _spawn(self, region: str, execution_id: str, fresh: object = None) -> None:
+        task = asyncio.create_task(self._run(region, execution_id, fresh))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        for event in self._wake.values():  # a slot is free: look for more work
-            event.set()
+        # A slot is free: look for more work where some may be waiting. Other processes'
+        # executions are found by the poll (poll_interval_s), as before.
+        for region in self._backlog:
+            event = self._wake.get(region)
+            if event is not None:
+                event.set()
 
-    async def _run(self, region: str, execution_id: str) -> None:
+    async def _run(self, region: str, execution_id: str, fresh: object = None) -> None:
         try:
-            await self.runner.run(region, execution_id, self.owner)
+            if fresh is None:
+                await self.runner.run(region, execution_id, self.owner)
+            else:  # inserted by this process a moment ago: the runner need not read it
+                await self.runner.run(region, execution_id, self.owner, fresh=fresh)
         except asyncio.CancelledError:
             raise
         except Exception:  # the lease expires and the execution is taken up again
@@ -145,7 +156,11 @@ class EmbeddedQueue:
                     last_reclaim = self.clock.monotonic()
                 free = self._free()
                 if free > 0:
-                    for execution_id in self._claim(cell, free):
+                    self._backlog.discard(region)
+                    claimed = self._claim(cell, free)
+                    if len(claimed) == free:  # maybe more
+                        self._backlog.add(region)
+                    for execution_id in claimed:
                         self._spawn(region, execution_id)
             except Exception:  # database briefly unavailable: try again next tick
                 log.exception("claiming executions in region %s failed", region)

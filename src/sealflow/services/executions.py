@@ -4,8 +4,10 @@ Debug view, W7), cancel, replay."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -28,6 +30,12 @@ class NewExecution:
     account_id: str
     workflow_id: str
     version: int
+    row: Any = field(default=None, compare=False, repr=False)  # the inserted values
+
+
+@cache
+def _insert_execution() -> Any:
+    return insert(executions)  # built once: see engine.records
 
 
 def insert_execution(
@@ -50,29 +58,29 @@ def insert_execution(
     inserted already claimed (running) by that worker: the direct-dispatch fast path."""
     now = clock.now()
     execution_id = str(uuid.uuid4())
-    conn.execute(
-        insert(executions).values(
-            id=execution_id,
-            account_id=account_id,
-            workflow_id=workflow_id,
-            workflow_version=version,
-            status=Status.RUNNING if lease_owner else Status.QUEUED,
-            trigger_type=trigger_type,
-            trigger_payload=codec.dumps(payload),
-            parent_id=parent_id,
-            call_depth=call_depth,
-            respond_wait=respond_wait,
-            platform_attempts=0,
-            steps_run=0,
-            lease_owner=lease_owner,
-            lease_expires_at=lease_expires_at,
-            run_after=now,
-            cancel_requested=False,
-            created_at=now,
-            started_at=now if lease_owner else None,
-        )
+    values = dict(
+        id=execution_id,
+        account_id=account_id,
+        workflow_id=workflow_id,
+        workflow_version=version,
+        status=Status.RUNNING if lease_owner else Status.QUEUED,
+        trigger_type=trigger_type,
+        trigger_payload=codec.dumps(payload),
+        parent_id=parent_id,
+        call_depth=call_depth,
+        respond_wait=respond_wait,
+        platform_attempts=0,
+        steps_run=0,
+        lease_owner=lease_owner,
+        lease_expires_at=lease_expires_at,
+        run_after=now,
+        cancel_requested=False,
+        created_at=now,
+        started_at=now if lease_owner else None,
     )
-    return NewExecution(execution_id, region, account_id, workflow_id, version)
+    conn.execute(_insert_execution(), values)
+    row = SimpleNamespace(**values, response=None, result=None, error=None, finished_at=None)
+    return NewExecution(execution_id, region, account_id, workflow_id, version, row)
 
 
 def workflow_for_run(conn: Connection, account_id: str, workflow_id: str) -> Any:

@@ -9,11 +9,12 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
@@ -73,6 +74,19 @@ def _check_signature(secret: str, header_name: str, headers: Mapping[str, str], 
         raise BadSignature(f"missing or wrong HMAC-SHA256 signature in header {header_name}")
 
 
+@cache
+def _by_token() -> Any:
+    return select(
+        workflows.c.id,
+        workflows.c.account_id,
+        workflows.c.current_version,
+        workflows.c.webhook_secret,
+        workflows.c.enabled,
+    ).where(
+        workflows.c.webhook_token_hash == bindparam("token_hash"), workflows.c.deleted_at.is_(None)
+    )
+
+
 def receive(
     cells: Cells,
     clock: Clock,
@@ -93,15 +107,7 @@ def receive(
     cell = cells[region]
     token_hash = hashlib.sha256(token.encode()).hexdigest()
     with cell.write() as conn:
-        row = conn.execute(
-            select(
-                workflows.c.id,
-                workflows.c.account_id,
-                workflows.c.current_version,
-                workflows.c.webhook_secret,
-                workflows.c.enabled,
-            ).where(workflows.c.webhook_token_hash == token_hash, workflows.c.deleted_at.is_(None))
-        ).first()
+        row = conn.execute(_by_token(), {"token_hash": token_hash}).first()
         if row is None or not row.enabled:
             raise NotFound("unknown webhook")
         definition = definitions.get(cell, conn, row.account_id, row.id, row.current_version)

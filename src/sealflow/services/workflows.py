@@ -278,6 +278,10 @@ class DefinitionCache:
         self._size = size
         self._entries: OrderedDict[tuple[str, str, int], WorkflowDefinition] = OrderedDict()
 
+    def peek(self, cell: Cell, workflow_id: str, version: int) -> WorkflowDefinition | None:
+        """The cached definition, or None (then `get` reads it)."""
+        return self._entries.get((cell.region, workflow_id, version))
+
     def get(
         self, cell: Cell, conn: Connection, account_id: str, workflow_id: str, version: int
     ) -> WorkflowDefinition:
