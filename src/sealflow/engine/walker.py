@@ -100,21 +100,7 @@ class GraphWalker:
             }
             results.append(await self.walk(run, step.body, body_scope, f"{path}[{index}]."))
         output = {"results": results, "count": len(results)}
-        nxt = successor(step, output, failed=False)
-        self._record(
-            run,
-            step,
-            path,
-            "succeeded",
-            input_=header.input,
-            output=output,
-            logs=logs,
-            attempts=header.attempts,
-            started=started,
-            t0=t0,
-            nxt=nxt,
-        )
-        return output, nxt
+        return self._succeeded(run, step, path, header, output, started, t0, logs)
 
     async def _step(
         self, run: RunState, step: Step, scope: dict[str, Any], path: str
@@ -123,7 +109,19 @@ class GraphWalker:
         outcome, logs = await self._attempt(run, step, scope, path)
         if isinstance(outcome, Failure):
             return self._failed(run, step, path, outcome, started, t0, logs)
-        output = outcome.output
+        return self._succeeded(run, step, path, outcome, outcome.output, started, t0, logs)
+
+    def _succeeded(
+        self,
+        run: RunState,
+        step: Step,
+        path: str,
+        outcome: Success,
+        output: Any,
+        started: datetime,
+        t0: float,
+        logs: list[dict[str, Any]],
+    ) -> tuple[Any, str | None]:
         nxt = successor(step, output, failed=False)
         self._record(
             run,
