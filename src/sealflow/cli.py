@@ -137,7 +137,7 @@ def serve(
     workers: Annotated[bool, typer.Option(help="Run the embedded workers and scheduler")] = True,
 ) -> None:
     """Serve the API over HTTPS (TLS only; no plaintext listener)."""
-    from sealflow.api.app import create_app
+    from sealflow.api.app import asgi_app, create_app
     from sealflow.bootstrap import build_platform
     from sealflow.logs import configure_logging
     from sealflow.tls import build_ssl_context
@@ -151,7 +151,7 @@ def serve(
     context = build_ssl_context(settings.tls())
     typer.echo(f"sealflow listening on https://{settings.host}:{settings.port}", err=True)
     # No access log: request lines carry webhook tokens (issue 4 adds a redacted one).
-    tls_serve(application, settings.host, settings.port, context, log_config=None,
+    tls_serve(asgi_app(application), settings.host, settings.port, context, log_config=None,
               access_log=False)
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from sealflow.api import errors
 from sealflow.api.deps import RateLimiter
@@ -52,5 +53,11 @@ def create_app(
         app.include_router(module.router)
     app.router.routes.insert(
         0, Route("/hooks/{region}/{token}", webhooks.receive_route, methods=["POST"]))
-    app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def asgi_app(app: FastAPI) -> ASGIApp:
+    """What the server runs: the app inside the security-header middleware. Outside, not
+    through add_middleware: Starlette's error middleware is always outermost and answers a
+    500 itself, so headers added inside it would be missing from exactly that answer."""
+    return SecurityHeadersMiddleware(app)
