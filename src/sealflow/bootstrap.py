@@ -13,6 +13,7 @@ from sealflow.config import Settings
 from sealflow.connectors.registry import ConnectorRegistry
 from sealflow.connectors.ssrf import build_client
 from sealflow.core.limits import Limits
+from sealflow.core.secrets import Secret
 from sealflow.db.engine import make_engine
 from sealflow.db.migrate import upgrade
 from sealflow.engine.interceptors import Chain, CredentialProvider, default_interceptors
@@ -22,15 +23,68 @@ from sealflow.engine.triggers import ScheduleTicker
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.workflows import DefinitionCache
+from sealflow.vault.errors import KeyProviderError
+from sealflow.vault.keystore import KeyStore, upgrade_keystore
+from sealflow.vault.providers.base import KeyProvider
+from sealflow.vault.providers.local_file import LocalFileProvider
+from sealflow.vault.providers.transit import TransitProvider
+from sealflow.vault.vault import Vault
 
 
-def build_cells(settings: Settings) -> Cells:
-    return Cells({r: Cell(r, make_engine(settings.database_url(r))) for r in settings.regions})
+def build_provider(settings: Settings, region: str) -> KeyProvider:
+    """The region's KEK provider. LocalFileProvider raises KeyFileInsecure when others can
+    read the key file (sealflow refuses to start)."""
+    if settings.keys.provider == "transit":
+        t = settings.keys.transit
+        if not t.address:
+            raise KeyProviderError("keys.transit.address is required with provider transit")
+        return TransitProvider(
+            t.address,
+            Secret(t.token.get_secret_value(), "transit token"),
+            settings.transit_key_name(region),
+            mount=t.mount,
+            timeout_s=t.timeout_s,
+            verify=str(t.ca_bundle) if t.ca_bundle else True,
+            namespace=t.namespace,
+        )
+    return LocalFileProvider(settings.key_file(region))
+
+
+def build_cell(settings: Settings, region: str, clock: Clock) -> Cell:
+    provider = build_provider(settings, region)
+    keystore_engine = make_engine(settings.keystore_url(region))
+    vault = Vault(
+        region,
+        KeyStore(keystore_engine, clock),
+        provider,
+        clock,
+        cache_size=settings.keys.cache_size,
+        cache_ttl_s=settings.keys.cache_ttl_s,
+    )
+    engine = make_engine(settings.database_url(region))
+    return Cell(region, engine, vault, keystore_engine, provider)
+
+
+def build_cells(settings: Settings, clock: Clock | None = None) -> Cells:
+    clock = clock or SystemClock()
+    cells: dict[str, Cell] = {}
+    try:
+        for region in settings.regions:
+            cells[region] = build_cell(settings, region, clock)
+    except BaseException:
+        Cells(cells).dispose()
+        raise
+    return Cells(cells)
 
 
 def migrate_all(cells: Cells) -> None:
     for region in cells:
-        upgrade(cells[region].engine)
+        cell = cells[region]
+        upgrade(cell.engine)
+        upgrade_keystore(cell.keystore_engine)
+        ensure_key = getattr(cell.provider, "ensure_key", None)  # transit: create the key
+        if ensure_key is not None:
+            ensure_key()
 
 
 class _OutboundClient:
@@ -96,7 +150,7 @@ def build_platform(
 ) -> Platform:
     clock = clock or SystemClock()
     limits = settings.core_limits()
-    cells = build_cells(settings)
+    cells = build_cells(settings, clock)
     if migrate:
         migrate_all(cells)
     registry = registry or ConnectorRegistry.discover()

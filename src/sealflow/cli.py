@@ -8,14 +8,15 @@ import os
 import secrets
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import func, select
 
-from sealflow.config import Settings, load_settings
+from sealflow.cli_common import _fail, _overrides, _print_json, _settings
+from sealflow.cli_keys import keys_app
+from sealflow.config import Settings
 
 app = typer.Typer(help="sealflow: workflow automation with enforced data protection.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -24,8 +25,8 @@ accounts_app = typer.Typer(help="Accounts and their API tokens (operator command
                            no_args_is_help=True)
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
 
-_overrides: dict[str, Any] = {}
 
 
 @app.callback()
@@ -37,40 +38,6 @@ def _global(
     port: Annotated[int | None, typer.Option(help="HTTPS port (SEALFLOW_PORT)")] = None,
 ) -> None:
     _overrides.update(data_dir=data_dir, host=host, port=port)
-
-
-def _settings() -> Settings:
-    from pydantic import ValidationError
-
-    try:
-        settings = load_settings(_overrides)
-    except ValidationError as err:  # one line naming each setting at fault (not its value:
-        problems = "; ".join(  # settings may hold credentials, e.g. in a database URL)
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        _fail(f"invalid settings: {problems}")
-    except Exception as err:  # a missing or unreadable config file
-        _fail(f"invalid settings: {' '.join(str(err).split())}")
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as err:
-        _fail(f"cannot use data directory {settings.data_dir}: {err.strerror}")
-    return settings
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()  # as the API writes them
-    return str(value)
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=_json_default))
 
 
 def _operator_token(settings: Settings) -> str:

@@ -42,7 +42,8 @@ async def run_now(platform: Platform, workflow_id: str, payload: Any) -> dict[st
     with platform.cells[who.region].write() as conn:
         wf = workflow_for_run(conn, who.account_id, workflow_id)
         created = insert_execution(
-            conn, platform.clock, region=who.region, account_id=who.account_id,
+            conn, platform.clock, platform.cells[who.region].vault, region=who.region,
+            account_id=who.account_id,
             workflow_id=workflow_id, version=wf.current_version, trigger_type="manual",
             payload={"body": payload, "headers": {}, "query": {}}, lease_owner=owner,
             lease_expires_at=lease_deadline(platform.clock.now(), platform.settings.worker.lease_s),

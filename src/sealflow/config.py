@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from sealflow.core.limits import Limits
 from sealflow.tls import TlsSettings
+from sealflow.vault.keystore import default_keystore_url
 
 REGIONS: tuple[str, ...] = ("us", "eu", "apac")
 Region = Literal["us", "eu", "apac"]
@@ -38,6 +39,33 @@ class _Frozen(BaseModel):
 class RegionSettings(_Frozen):
     # Empty: one SQLite file per region under the data directory.
     database_url: str = ""
+    # The region's key store (wrapped account keysets, tombstones), apart from the data.
+    # Empty: vault.keystore.default_keystore_url (`<data_dir>/keys/<region>.keys.db`).
+    keystore_url: str = ""
+
+
+class TransitSettings(_Frozen):
+    """HashiCorp Vault / OpenBao Transit as the KEK provider. The token is a secret type: it
+    prints as '**********' and only bootstrap reads it, to build the provider."""
+
+    address: str = ""
+    token: SecretStr = SecretStr("")
+    key_name: str = ""  # empty: sealflow-<region>
+    mount: str = "transit"
+    namespace: str | None = None
+    ca_bundle: Path | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class KeySettings(_Frozen):
+    """The vault (S3): where each region's key-encryption key lives. Key material is never
+    stored in the cell database: the local key file is `<data_dir>/keys/<region>.kek.json`
+    (created 0600 on first run; sealflow refuses to start when others can read it)."""
+
+    provider: Literal["local_file", "transit"] = "local_file"
+    transit: TransitSettings = TransitSettings()
+    cache_size: int = Field(1024, ge=1)
+    cache_ttl_s: float = Field(30.0, gt=0)
 
 
 class LimitSettings(_Frozen):
@@ -93,6 +121,7 @@ class Settings(BaseSettings):
     outbound_ca_bundle: Path | None = None
     limits: LimitSettings = LimitSettings()
     worker: WorkerSettings = WorkerSettings()
+    keys: KeySettings = KeySettings()
     # Runs the embedded worker pool and scheduler inside `sealflow serve`.
     embedded_workers: bool = True
     log_level: str = "info"
@@ -128,6 +157,16 @@ class Settings(BaseSettings):
         if configured:
             return configured
         return f"sqlite:///{(self.data_dir / f'{region}.db').resolve()}"
+
+    def keystore_url(self, region: str) -> str:
+        configured = self.regions[region].keystore_url if region in self.regions else ""
+        return configured or default_keystore_url(self.data_dir, region)
+
+    def key_file(self, region: str) -> Path:
+        return self.data_dir / "keys" / f"{region}.kek.json"
+
+    def transit_key_name(self, region: str) -> str:
+        return self.keys.transit.key_name or f"sealflow-{region}"
 
     def tls(self) -> TlsSettings:
         return TlsSettings(

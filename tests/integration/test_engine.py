@@ -15,6 +15,7 @@ from sealflow.bootstrap import build_platform
 from sealflow.config import load_settings
 from sealflow.connectors.base import Connector, Operation
 from sealflow.connectors.registry import ConnectorRegistry
+from sealflow.db.sealed import open_
 from sealflow.db.tables import executions, schedule_state
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.services import accounts, workflows
@@ -198,8 +199,10 @@ def test_two_pools_never_claim_the_same_execution(platform):
 
     asyncio.run(main())
     assert sorted(runs) == sorted(ids)  # each exactly once
-    with platform.cells["us"].read() as conn:
-        results = conn.execute(select(executions.c.result)).scalars().all()
+    cell = platform.cells["us"]
+    with cell.read() as conn:
+        rows = conn.execute(select(executions)).all()
+    results = [open_(cell.vault, r.account_id, "executions", r.id, "result", r.result) for r in rows]
     assert sorted(int(r) for r in results) == list(range(200))
 
 
@@ -273,6 +276,10 @@ def test_schedule_fires_once_for_missed_ticks_and_once_across_nodes(platform):
     platform.clock.offset = timedelta(minutes=5)
     assert other_node.tick(cell) == 1
     with cell.read() as conn:
-        rows = conn.execute(select(executions.c.trigger_type, executions.c.trigger_payload)).all()
+        rows = conn.execute(select(executions).order_by(executions.c.created_at)).all()
     assert [r.trigger_type for r in rows] == ["schedule", "schedule"]
-    assert '"k":1' in rows[0].trigger_payload
+    trigger = open_(
+        cell.vault, rows[0].account_id, "executions", rows[0].id, "trigger_payload",
+        rows[0].trigger_payload,
+    )
+    assert trigger["body"] == {"k": 1}

@@ -20,6 +20,7 @@ from sealflow.core.errors import (
     NotFound,
     SealflowError,
 )
+from sealflow.db.sealed import DataDestroyed, DataUnreadable
 from sealflow.services.accounts import Unauthenticated
 from sealflow.services.webhooks import BadSignature
 
@@ -32,6 +33,8 @@ _STATUS: list[tuple[type[SealflowError], int]] = [
     (Conflict, 409),
     (InvalidInput, 422),
     (LimitExceeded, 422),
+    (DataDestroyed, 410),  # the account's keys were shredded (S7)
+    (DataUnreadable, 409),  # stored data that does not decrypt where it is (S6)
 ]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sealflow.bootstrap import Platform
 from sealflow.core.executions import TERMINAL
-from sealflow.db import codec
+from sealflow.db.sealed import open_
 from sealflow.engine import records
 from sealflow.services.accounts import Caller
 
@@ -32,6 +32,8 @@ async def wait_for_response(
     def poll() -> Any:
         with cell.read() as conn:
             row = records.load_execution(conn, execution_id)
-        return codec.loads(row.response) if row is not None and row.response else None
+        if row is None or not row.response:
+            return None
+        return open_(cell.vault, row.account_id, "executions", row.id, "response", row.response)
 
     return await p.hub.wait(execution_id, timeout, poll, poll_first=not local)

@@ -1,6 +1,9 @@
 """What the runner reads and writes in the cell: the execution it holds, its completed steps
 (for resume), each step's record, the final state. Every write is guarded by the lease, so
-a worker that lost an execution cannot write over the one that took it over."""
+a worker that lost an execution cannot write over the one that took it over.
+
+Customer columns are sealed (db.sealed, S6): one vault call per column, inside the caller's
+transaction (no extra one). Step records bind (execution_id, path), see db.sealed."""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from sealflow.core.executions import Status
-from sealflow.db import codec
+from sealflow.db.sealed import seal, step_row_id
 from sealflow.db.tables import executions, step_runs
+from sealflow.vault.vault import Vault
 
 
 class LeaseLost(Exception):
@@ -121,6 +125,7 @@ def _guard(execution_id: str, owner: str) -> Any:
 
 def record_step(
     conn: Connection,
+    vault: Vault,
     *,
     execution_id: str,
     account_id: str,
@@ -135,13 +140,16 @@ def record_step(
     webhook answer the step gave, stored with it."""
     params = {"g_id": execution_id, "g_owner": owner, "lease_until": lease_until}
     if response is not None:
-        params["response"] = codec.dumps(response)
+        params["response"] = seal(vault, account_id, "executions", execution_id, "response",
+                                  response)
     held = conn.execute(
         _step_lease() if response is None else _step_lease_response(), params
     ).rowcount
     if held != 1:
         raise LeaseLost(execution_id)
-    insert_step(conn, execution_id=execution_id, account_id=account_id, seq=seq, record=record)
+    insert_step(
+        conn, vault, execution_id=execution_id, account_id=account_id, seq=seq, record=record
+    )
 
 
 def step_lease(
@@ -158,8 +166,19 @@ def step_lease(
 
 
 def insert_step(
-    conn: Connection, *, execution_id: str, account_id: str, seq: int, record: StepRecord
+    conn: Connection,
+    vault: Vault,
+    *,
+    execution_id: str,
+    account_id: str,
+    seq: int,
+    record: StepRecord,
 ) -> None:
+    row_id = step_row_id(execution_id, record.path)
+
+    def sealed(column: str, value: Any) -> str:
+        return seal(vault, account_id, "step_runs", row_id, column, value)
+
     conn.execute(
         _insert_step(),
         {
@@ -171,10 +190,10 @@ def insert_step(
             "connector": record.connector,
             "operation": record.operation,
             "status": record.status,
-            "input": codec.dumps(record.input),
-            "output": codec.dumps(record.output),
-            "error": codec.dumps(record.error) if record.error else None,
-            "logs": codec.dumps(record.logs) if record.logs else None,
+            "input": sealed("input", record.input),
+            "output": sealed("output", record.output),
+            "error": sealed("error", record.error) if record.error else None,
+            "logs": sealed("logs", record.logs) if record.logs else None,
             "attempts": record.attempts,
             "next_step": record.next_step,
             "duration_ms": record.duration_ms,
@@ -184,11 +203,13 @@ def insert_step(
     )
 
 
-def set_response(conn: Connection, execution_id: str, owner: str, response: Any) -> None:
+def set_response(
+    conn: Connection, vault: Vault, account_id: str, execution_id: str, owner: str, response: Any
+) -> None:
+    sealed = seal(vault, account_id, "executions", execution_id, "response", response)
     if (
         conn.execute(
-            _set_response(),
-            {"g_id": execution_id, "g_owner": owner, "response": codec.dumps(response)},
+            _set_response(), {"g_id": execution_id, "g_owner": owner, "response": sealed}
         ).rowcount
         != 1
     ):
@@ -197,7 +218,9 @@ def set_response(conn: Connection, execution_id: str, owner: str, response: Any)
 
 def finish(
     conn: Connection,
+    vault: Vault,
     *,
+    account_id: str,
     execution_id: str,
     owner: str,
     status: Status,
@@ -207,16 +230,19 @@ def finish(
     response: Any = None,
     step_done: bool = False,
 ) -> None:
+    def sealed(column: str, value: Any) -> str:
+        return seal(vault, account_id, "executions", execution_id, column, value)
+
     values: dict[str, Any] = {
         "status": status,
         "finished_at": now,
         "lease_owner": None,
         "lease_expires_at": None,
-        "result": codec.dumps(result) if result is not None else None,
-        "error": codec.dumps(error) if error else None,
+        "result": sealed("result", result) if result is not None else None,
+        "error": sealed("error", error) if error else None,
     }
     if response is not None:
-        values["response"] = codec.dumps(response)
+        values["response"] = sealed("response", response)
     values.update(g_id=execution_id, g_owner=owner)
     if conn.execute(_finish_step() if step_done else _finish(), values).rowcount != 1:
         raise LeaseLost(execution_id)

@@ -23,7 +23,7 @@ from sealflow.core.errors import LimitExceeded, SealflowError
 from sealflow.core.executions import Status
 from sealflow.core.limits import Limits
 from sealflow.core.workflows import Graph
-from sealflow.db import codec
+from sealflow.db.sealed import DataDestroyed, open_
 from sealflow.engine import records
 from sealflow.engine.attempts import StepAttempts
 from sealflow.engine.interceptors import Chain
@@ -124,7 +124,14 @@ class Runner:
         )
         if definition is None:
             return self._finish(run, Status.FAILED, error=error_record(load_error))
-        scope = {"trigger": codec.loads(row.trigger_payload), "steps": {}}
+        try:  # a fresh row carries its payload in clear; a stored one is opened (S6)
+            trigger = getattr(row, "trigger", None) if fresh is not None else open_(
+                cell.vault, row.account_id, "executions", row.id, "trigger_payload",
+                row.trigger_payload,
+            )
+        except SealflowError as exc:
+            return self._finish(run, Status.FAILED, error=error_record(exc))
+        scope: dict[str, Any] = {"trigger": trigger, "steps": {}}
         main = asyncio.ensure_future(self._walk_with_deadline(run, definition.graph, scope))
         beat = asyncio.ensure_future(self._heartbeat(run, main))
         try:
@@ -196,19 +203,11 @@ class Runner:
             response = self._default_response(run.row.id, status, result, error)
         response = run.pending_response or response
         try:
-            with run.cell.write() as conn:
-                step_done = self.walker.flush_deferred(run, conn)
-                records.finish(
-                    conn,
-                    execution_id=run.row.id,
-                    owner=run.owner,
-                    status=status,
-                    now=self.clock.now(),
-                    result=result,
-                    error=error,
-                    response=response,
-                    step_done=step_done,
-                )
+            try:
+                self._write_end(run, status, result, error, response)
+            except DataDestroyed:  # shredded meanwhile (S7): end it with nothing to seal
+                run.deferred = None
+                self._write_end(run, status, None, None, None)
         except records.LeaseLost:
             return None
         run.pending_response = None
@@ -216,6 +215,25 @@ class Runner:
             self.hub.publish(run.row.id, response)
         self.hub.publish(f"done:{run.row.id}", {"status": status, "result": result, "error": error})
         return status
+
+    def _write_end(
+        self, run: RunState, status: Status, result: Any, error: Any, response: Any
+    ) -> None:
+        with run.cell.write() as conn:
+            step_done = self.walker.flush_deferred(run, conn)
+            records.finish(
+                conn,
+                run.cell.vault,
+                account_id=run.row.account_id,
+                execution_id=run.row.id,
+                owner=run.owner,
+                status=status,
+                now=self.clock.now(),
+                result=result,
+                error=error,
+                response=response,
+                step_done=step_done,
+            )
 
     @staticmethod
     def _default_response(
@@ -257,7 +275,14 @@ class Runner:
                 if self.walker.flush_deferred(run, conn):
                     records.step_lease(conn, run.row.id, run.owner, self.clock.now(), self.lease_s)
                 if run.pending_response is not None:
-                    records.set_response(conn, run.row.id, run.owner, run.pending_response)
+                    records.set_response(
+                        conn,
+                        run.cell.vault,
+                        run.row.account_id,
+                        run.row.id,
+                        run.owner,
+                        run.pending_response,
+                    )
                 records.hand_back(
                     conn,
                     execution_id=run.row.id,

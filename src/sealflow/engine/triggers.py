@@ -112,6 +112,7 @@ class ScheduleTicker:
                 created = insert_execution(
                     conn,
                     self.clock,
+                    cell.vault,
                     region=cell.region,
                     account_id=row.account_id,
                     workflow_id=row.workflow_id,

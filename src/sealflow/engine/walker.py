@@ -16,7 +16,7 @@ from sealflow.core.executions import Status
 from sealflow.core.limits import Limits
 from sealflow.core.scheduler import successor
 from sealflow.core.workflows import Graph, Step
-from sealflow.db import codec
+from sealflow.db.sealed import open_, step_row_id
 from sealflow.engine import records
 from sealflow.engine.attempts import Failure, StepAttempts, Success, Where
 from sealflow.engine.context import RunStepContext
@@ -58,9 +58,12 @@ class GraphWalker:
             path = prefix + name
             done = run.steps_done.get(path)
             if done is not None:  # recorded before a restart: reuse, never run again
-                output = codec.loads(done.output)
+                row_id = step_row_id(run.row.id, path)
+                vault, account = run.cell.vault, run.row.account_id
+                output = open_(vault, account, "step_runs", row_id, "output", done.output)
                 if done.status == "failed":
-                    output = {"error": codec.loads(done.error)}
+                    error = open_(vault, account, "step_runs", row_id, "error", done.error)
+                    output = {"error": error}
                 scope["steps"][name] = output
                 last, name = output, done.next_step
                 continue
@@ -236,6 +239,7 @@ class GraphWalker:
         with run.cell.write() as conn:
             records.record_step(
                 conn,
+                run.cell.vault,
                 execution_id=run.row.id,
                 account_id=run.row.account_id,
                 owner=run.owner,
@@ -255,7 +259,12 @@ class GraphWalker:
         seq, record, _until = run.deferred
         run.deferred = None
         records.insert_step(
-            conn, execution_id=run.row.id, account_id=run.row.account_id, seq=seq, record=record
+            conn,
+            run.cell.vault,
+            execution_id=run.row.id,
+            account_id=run.row.account_id,
+            seq=seq,
+            record=record,
         )
         return True
 
@@ -289,6 +298,7 @@ class GraphWalker:
             child = insert_execution(
                 conn,
                 self.clock,
+                run.cell.vault,
                 region=run.cell.region,
                 account_id=run.row.account_id,
                 workflow_id=workflow_id,
@@ -307,11 +317,14 @@ class GraphWalker:
         with run.cell.read() as conn:
             row = records.load_execution(conn, child.id)
         if status != Status.SUCCEEDED:
-            error = codec.loads(row.error) or {}
+            error = open_(
+                run.cell.vault, row.account_id, "executions", row.id, "error", row.error
+            ) or {}
             raise ConnectorError(
                 f"called workflow {workflow_id} {status or row.status}: "
                 f"{error.get('message', 'no result')}",
                 code="call_failed",
                 details={"execution_id": child.id},
             )
-        return codec.loads(row.result)  # the child links back through parent_id
+        # the child links back through parent_id
+        return open_(run.cell.vault, row.account_id, "executions", row.id, "result", row.result)

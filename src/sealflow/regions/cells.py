@@ -1,6 +1,7 @@
 """Region cells (R1). A cell is one region's complete set of stores; code holds the cell of
-the account it works for, never "the" database. Today a cell has its database; the key
-provider (issue 3), backups and audit trail (issues 6, 7) join it here."""
+the account it works for, never "the" database. A cell has its database and its vault (the
+key store, apart from the data, and the KEK provider, issue 3); backups and audit trail
+(issues 6, 7) join it here."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 
 from sealflow.core.errors import NotFound
+from sealflow.vault.providers.base import KeyProvider
+from sealflow.vault.vault import Vault
 
 
 @dataclass(frozen=True)
 class Cell:
     region: str
     engine: Engine
+    vault: Vault
+    keystore_engine: Engine  # the key store's own database (never the cell's)
+    provider: KeyProvider = field(compare=False, repr=False)
     # The event loop's thread keeps one connection per mode: every engine.begin() would
     # otherwise check a connection out of the pool and build a Connection (~35 us each).
     _local: threading.local = field(default_factory=threading.local, compare=False, repr=False)
@@ -62,6 +68,14 @@ class Cell:
             with conn.begin():
                 yield conn
 
+    def dispose(self) -> None:
+        self.close_kept()
+        self.engine.dispose()
+        self.keystore_engine.dispose()
+        close = getattr(self.provider, "close", None)  # transit: its HTTP client
+        if close is not None:
+            close()
+
     def close_kept(self) -> None:
         for mode in ("writer", "reader"):
             conn = getattr(self._local, mode, None)
@@ -92,5 +106,4 @@ class Cells(Mapping[str, Cell]):
 
     def dispose(self) -> None:
         for cell in self._cells.values():
-            cell.close_kept()
-            cell.engine.dispose()
+            cell.dispose()

@@ -15,10 +15,11 @@ from sqlalchemy import Connection, insert, select, update
 from sealflow.clock import Clock
 from sealflow.core.errors import Conflict, InvalidInput, Issue, NotFound
 from sealflow.core.executions import TERMINAL, Status
-from sealflow.db import codec
+from sealflow.db.sealed import open_, seal, step_row_id
 from sealflow.db.tables import executions, step_runs, workflows
 from sealflow.regions.cells import Cells
 from sealflow.services.accounts import Caller
+from sealflow.vault.vault import Vault
 
 TRIGGER_TYPES = ("manual", "webhook", "schedule", "callable", "replay")
 
@@ -41,6 +42,7 @@ def _insert_execution() -> Any:
 def insert_execution(
     conn: Connection,
     clock: Clock,
+    vault: Vault,
     *,
     region: str,
     account_id: str,
@@ -65,7 +67,8 @@ def insert_execution(
         workflow_version=version,
         status=Status.RUNNING if lease_owner else Status.QUEUED,
         trigger_type=trigger_type,
-        trigger_payload=codec.dumps(payload),
+        trigger_payload=seal(vault, account_id, "executions", execution_id, "trigger_payload",
+                             payload),
         parent_id=parent_id,
         call_depth=call_depth,
         respond_wait=respond_wait,
@@ -79,7 +82,10 @@ def insert_execution(
         started_at=now if lease_owner else None,
     )
     conn.execute(_insert_execution(), values)
-    row = SimpleNamespace(**values, response=None, result=None, error=None, finished_at=None)
+    # `trigger`: the payload in clear, so the runner of this fresh row needs no decryption.
+    row = SimpleNamespace(
+        **values, response=None, result=None, error=None, finished_at=None, trigger=payload
+    )
     return NewExecution(execution_id, region, account_id, workflow_id, version, row)
 
 
@@ -116,6 +122,7 @@ def start(
         return insert_execution(
             conn,
             clock,
+            cells[caller.region].vault,
             region=caller.region,
             account_id=caller.account_id,
             workflow_id=workflow_id,
@@ -125,7 +132,7 @@ def start(
         )
 
 
-def _summary(row: Any) -> dict[str, Any]:
+def _summary(vault: Vault, row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "workflow_id": row.workflow_id,
@@ -136,7 +143,7 @@ def _summary(row: Any) -> dict[str, Any]:
         "created_at": row.created_at,
         "started_at": row.started_at,
         "finished_at": row.finished_at,
-        "error": codec.loads(row.error),
+        "error": open_(vault, row.account_id, "executions", row.id, "error", row.error),
     }
 
 
@@ -161,8 +168,10 @@ def list_executions(
     if before:
         query = query.where(executions.c.created_at < before)
     query = query.order_by(executions.c.created_at.desc(), executions.c.id).limit(limit)
-    with cells[caller.region].read() as conn:
-        return [_summary(r) for r in conn.execute(query).all()]
+    cell = cells[caller.region]
+    with cell.read() as conn:
+        rows = conn.execute(query).all()
+    return [_summary(cell.vault, r) for r in rows]
 
 
 def _load(conn: Connection, caller: Caller, execution_id: str) -> Any:
@@ -179,7 +188,8 @@ def _load(conn: Connection, caller: Caller, execution_id: str) -> Any:
 def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
     """The Debug view: the execution and, per step, input, output, status, attempts,
     duration and log lines."""
-    with cells[caller.region].read() as conn:
+    cell = cells[caller.region]
+    with cell.read() as conn:
         row = _load(conn, caller, execution_id)
         steps = conn.execute(
             select(step_runs)
@@ -189,11 +199,20 @@ def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
             )
             .order_by(step_runs.c.seq)
         ).all()
-    out = _summary(row)
+    vault, account = cell.vault, caller.account_id
+
+    def opened(column: str) -> Any:
+        return open_(vault, account, "executions", execution_id, column, getattr(row, column))
+
+    def step_value(s: Any, column: str) -> Any:
+        row_id = step_row_id(execution_id, s.path)
+        return open_(vault, account, "step_runs", row_id, column, getattr(s, column))
+
+    out = _summary(vault, row)
     out.update(
-        trigger=codec.loads(row.trigger_payload),
-        result=codec.loads(row.result),
-        response=codec.loads(row.response),
+        trigger=opened("trigger_payload"),
+        result=opened("result"),
+        response=opened("response"),
         platform_attempts=row.platform_attempts,
         steps=[
             {
@@ -206,10 +225,10 @@ def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
                 "duration_ms": s.duration_ms,
                 "started_at": s.started_at,
                 "finished_at": s.finished_at,
-                "input": codec.loads(s.input),
-                "output": codec.loads(s.output),
-                "error": codec.loads(s.error),
-                "logs": codec.loads(s.logs) or [],
+                "input": step_value(s, "input"),
+                "output": step_value(s, "output"),
+                "error": step_value(s, "error"),
+                "logs": step_value(s, "logs") or [],
                 "next": s.next_step,
             }
             for s in steps
@@ -226,7 +245,8 @@ def status_of(cells: Cells, caller: Caller, execution_id: str) -> str:
 def cancel(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> str:
     """Queued executions are cancelled at once; running ones at their next step boundary
     (the worker's heartbeat sees the flag)."""
-    with cells[caller.region].write() as conn:
+    cell = cells[caller.region]
+    with cell.write() as conn:
         row = _load(conn, caller, execution_id)
         if row.status in TERMINAL:
             raise Conflict(f"execution {execution_id} already {row.status}")
@@ -237,7 +257,10 @@ def cancel(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> str
                 .values(
                     status=Status.CANCELLED,
                     finished_at=clock.now(),
-                    error=codec.dumps({"code": "cancelled", "message": "cancelled by user"}),
+                    error=seal(
+                        cell.vault, caller.account_id, "executions", execution_id, "error",
+                        {"code": "cancelled", "message": "cancelled by user"},
+                    ),
                 )
             )
             return str(Status.CANCELLED)
@@ -250,19 +273,23 @@ def cancel(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> str
 def replay(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> NewExecution:
     """Run a finished execution's trigger payload again on the workflow's current version
     (W7: fire-and-forget executions can be replayed)."""
-    with cells[caller.region].write() as conn:
+    cell = cells[caller.region]
+    with cell.write() as conn:
         row = _load(conn, caller, execution_id)
         if row.status not in TERMINAL:
             raise Conflict(f"execution {execution_id} is still {row.status}; replay a finished one")
         wf = workflow_for_run(conn, caller.account_id, row.workflow_id)
+        payload = open_(cell.vault, caller.account_id, "executions", row.id, "trigger_payload",
+                        row.trigger_payload)
         return insert_execution(
             conn,
             clock,
+            cell.vault,
             region=caller.region,
             account_id=caller.account_id,
             workflow_id=row.workflow_id,
             version=wf.current_version,
             trigger_type="replay",
-            payload=codec.loads(row.trigger_payload),
+            payload=payload,
             parent_id=row.id,
         )

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, select
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
 from sealflow.core.json_values import storable_problem
+from sealflow.db.sealed import open_
 from sealflow.db.tables import workflows
 from sealflow.regions.cells import Cells
 from sealflow.services.executions import NewExecution, insert_execution
@@ -115,7 +116,11 @@ def receive(
         if trigger.signature_header is not None:
             if row.webhook_secret is None:
                 raise BadSignature("this webhook has no signing secret; save the workflow again")
-            _check_signature(row.webhook_secret, trigger.signature_header, headers, raw)
+            secret = open_(
+                cell.vault, row.account_id, "workflows", row.id, "webhook_secret",
+                row.webhook_secret,
+            )
+            _check_signature(secret, trigger.signature_header, headers, raw)
         payload = {
             "body": _body(raw, content_type),
             "headers": {k: v for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS},
@@ -124,6 +129,7 @@ def receive(
         execution = insert_execution(
             conn,
             clock,
+            cell.vault,
             region=region,
             account_id=row.account_id,
             workflow_id=row.id,

@@ -1,4 +1,8 @@
-"""Workflows: validate on save, every save a new version (W2)."""
+"""Workflows: validate on save, every save a new version (W2).
+
+Sealed at rest (db.sealed, S6): version documents (bound to `<workflow_id>/v<version>`, their
+autoincrement id being unknown before insert), the webhook token (looked up by its hash,
+sealed so the URL can still be shown) and the signing secret (bound to the workflow id)."""
 
 from __future__ import annotations
 
@@ -16,10 +20,11 @@ from sealflow.clock import Clock
 from sealflow.core.errors import NotFound
 from sealflow.core.limits import Limits
 from sealflow.core.workflows import Catalog, WorkflowDefinition, parse_text, validate
-from sealflow.db import codec
+from sealflow.db.sealed import open_, seal
 from sealflow.db.tables import schedule_state, workflow_versions, workflows
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.accounts import Caller
+from sealflow.vault.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,20 @@ def to_definition(source: Any, catalog: Catalog, limits: Limits) -> WorkflowDefi
     return validate(document, catalog, limits)
 
 
-def _view(row: Any) -> WorkflowView:
+def _version_row_id(workflow_id: str, version: int) -> str:
+    return f"{workflow_id}/v{version}"
+
+
+def _view(vault: Vault, row: Any) -> WorkflowView:
     return WorkflowView(
         id=row.id,
         name=row.name,
         version=row.current_version,
         trigger_type=row.trigger_type,
         enabled=row.enabled,
-        webhook_token=row.webhook_token,
+        webhook_token=open_(
+            vault, row.account_id, "workflows", row.id, "webhook_token", row.webhook_token
+        ),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -80,6 +91,7 @@ def create(
     definition = to_definition(source, catalog, limits)
     now = clock.now()
     workflow_id = str(uuid.uuid4())
+    vault = cells[caller.region].vault
     with cells[caller.region].write() as conn:
         conn.execute(
             insert(workflows).values(
@@ -93,10 +105,10 @@ def create(
                 updated_at=now,
             )
         )
-        secret = _apply_trigger(conn, caller, workflow_id, definition, now, previous=None)
-        _insert_version(conn, caller, workflow_id, 1, definition, now)
+        secret = _apply_trigger(conn, vault, caller, workflow_id, definition, now, previous=None)
+        _insert_version(conn, vault, caller, workflow_id, 1, definition, now)
         row = _load(conn, caller, workflow_id)
-    return SavedWorkflow(_view(row), definition, secret)
+    return SavedWorkflow(_view(vault, row), definition, secret)
 
 
 def update_definition(
@@ -110,11 +122,12 @@ def update_definition(
 ) -> SavedWorkflow:
     definition = to_definition(source, catalog, limits)
     now = clock.now()
+    vault = cells[caller.region].vault
     with cells[caller.region].write() as conn:
         row = _load(conn, caller, workflow_id)
         version = row.current_version + 1
-        secret = _apply_trigger(conn, caller, workflow_id, definition, now, previous=row)
-        _insert_version(conn, caller, workflow_id, version, definition, now)
+        secret = _apply_trigger(conn, vault, caller, workflow_id, definition, now, previous=row)
+        _insert_version(conn, vault, caller, workflow_id, version, definition, now)
         conn.execute(
             update(workflows)
             .where(workflows.c.id == workflow_id)
@@ -126,11 +139,12 @@ def update_definition(
             )
         )
         row = _load(conn, caller, workflow_id)
-    return SavedWorkflow(_view(row), definition, secret)
+    return SavedWorkflow(_view(vault, row), definition, secret)
 
 
 def _insert_version(
     conn: Connection,
+    vault: Vault,
     caller: Caller,
     workflow_id: str,
     version: int,
@@ -142,7 +156,14 @@ def _insert_version(
             workflow_id=workflow_id,
             account_id=caller.account_id,
             version=version,
-            document=codec.dumps(definition.document),
+            document=seal(
+                vault,
+                caller.account_id,
+                "workflow_versions",
+                _version_row_id(workflow_id, version),
+                "document",
+                definition.document,
+            ),
             created_at=now,
         )
     )
@@ -150,6 +171,7 @@ def _insert_version(
 
 def _apply_trigger(
     conn: Connection,
+    vault: Vault,
     caller: Caller,
     workflow_id: str,
     definition: WorkflowDefinition,
@@ -165,13 +187,18 @@ def _apply_trigger(
         if previous is None or previous.webhook_token is None:
             token = secrets.token_urlsafe(32)
             values.update(
-                webhook_token=token, webhook_token_hash=hashlib.sha256(token.encode()).hexdigest()
+                webhook_token=seal(
+                    vault, caller.account_id, "workflows", workflow_id, "webhook_token", token
+                ),
+                webhook_token_hash=hashlib.sha256(token.encode()).hexdigest(),
             )
         wants_secret = trigger.signature_header is not None
         has_secret = previous is not None and previous.webhook_secret is not None
         if wants_secret and not has_secret:
             new_secret = "whsec_" + secrets.token_urlsafe(32)
-            values["webhook_secret"] = new_secret
+            values["webhook_secret"] = seal(
+                vault, caller.account_id, "workflows", workflow_id, "webhook_secret", new_secret
+            )
         elif not wants_secret and has_secret:
             values["webhook_secret"] = None
     elif previous is not None and previous.webhook_token is not None:
@@ -192,7 +219,8 @@ def _apply_trigger(
 
 def get(cells: Cells, caller: Caller, workflow_id: str) -> WorkflowView:
     with cells[caller.region].read() as conn:
-        return _view(_load(conn, caller, workflow_id))
+        row = _load(conn, caller, workflow_id)
+    return _view(cells[caller.region].vault, row)
 
 
 def list_workflows(cells: Cells, caller: Caller, *, limit: int, offset: int) -> list[WorkflowView]:
@@ -204,7 +232,7 @@ def list_workflows(cells: Cells, caller: Caller, *, limit: int, offset: int) -> 
             .limit(limit)
             .offset(offset)
         ).all()
-    return [_view(r) for r in rows]
+    return [_view(cells[caller.region].vault, r) for r in rows]
 
 
 def get_version(cells: Cells, caller: Caller, workflow_id: str, version: int) -> dict[str, Any]:
@@ -222,7 +250,14 @@ def get_version(cells: Cells, caller: Caller, workflow_id: str, version: int) ->
     return {
         "version": row.version,
         "created_at": row.created_at,
-        "document": codec.loads(row.document),
+        "document": open_(
+            cells[caller.region].vault,
+            caller.account_id,
+            "workflow_versions",
+            _version_row_id(workflow_id, version),
+            "document",
+            row.document,
+        ),
     }
 
 
@@ -299,7 +334,15 @@ class DefinitionCache:
         ).first()
         if row is None:
             raise NotFound(f"version {version} of workflow {workflow_id} not found")
-        definition = validate(codec.loads(row.document), self._catalog, self._limits)
+        document = open_(
+            cell.vault,
+            account_id,
+            "workflow_versions",
+            _version_row_id(workflow_id, version),
+            "document",
+            row.document,
+        )
+        definition = validate(document, self._catalog, self._limits)
         self._entries[key] = definition
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)

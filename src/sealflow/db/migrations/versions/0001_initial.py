@@ -46,8 +46,8 @@ def upgrade() -> None:
         sa.Column("current_version", sa.Integer, nullable=False),
         sa.Column("trigger_type", sa.String(16), nullable=False),
         sa.Column("webhook_token_hash", sa.String(64), unique=True),
-        sa.Column("webhook_token", sa.String(64)),
-        sa.Column("webhook_secret", sa.String(64)),
+        sa.Column("webhook_token", sa.Text),  # sealed (vault): ~104 characters
+        sa.Column("webhook_secret", sa.Text),
         sa.Column("enabled", sa.Boolean, nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
