@@ -52,8 +52,17 @@ def test_sigkill_mid_run_then_restart_completes_each_execution_once(tmp_path, ta
                 r = client.post(f"/v1/workflows/{wf['id']}/run", json={"input": {"n": n}})
                 assert r.status_code == 202
                 ids.append(r.json()["execution_id"])
+        # Kill once every first step is recorded (not merely sent: a step whose call went out
+        # but whose record did not commit is run again on resume, at least once by design).
         deadline = time.monotonic() + 20
-        while len(target.hits("/started")) < N and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            db = sqlite3.connect(server.data_dir / "us.db")
+            (recorded,) = db.execute(
+                "SELECT count(*) FROM step_runs WHERE path = 'start'"
+            ).fetchone()
+            db.close()
+            if recorded == N:
+                break
             time.sleep(0.05)
         assert len(target.hits("/started")) == N
         server.kill()  # SIGKILL: no drain, no goodbye
