@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
@@ -45,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from sealflow.clock import Clock
+from sealflow.db.migrate import alembic_config, upgrade
 from sealflow.db.tables import DateTime
 from sealflow.vault.errors import AccountShredded
 
@@ -78,14 +78,11 @@ def default_keystore_url(data_dir: Path, region: str) -> str:
 
 
 def keystore_alembic_config(engine: Engine) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["engine"] = engine
-    return cfg
+    return alembic_config(engine, MIGRATIONS)
 
 
 def upgrade_keystore(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(keystore_alembic_config(engine), revision)
+    upgrade(engine, revision, MIGRATIONS)
 
 
 def keystore_revision(engine: Engine) -> str | None:
