@@ -219,3 +219,18 @@ def test_webhook_body_the_stores_cannot_hold_is_a_422(server, client):
         assert surrogate.status_code == 422
         broken = anon.post(wf["webhook_url"], content=b'{"n": ', headers=headers)
         assert broken.status_code == 422
+
+
+def test_a_failed_webhook_run_answers_without_its_error_text(server, client, target):
+    target.script("/internal", (500, {}, {"detail": "db password rejected"}))
+    wf = save(client, {"name": "fails", "trigger": {"type": "webhook", "respond": "wait"}, "steps": [
+        {"name": "call", "connector": "http", "retry": {"max_attempts": 1},
+         "input": {"method": "GET", "url": f"{target.url}/internal"}}]})
+    with httpx.Client(verify=server.client_ssl(), timeout=30) as anon:
+        r = anon.post(wf["webhook_url"], json={})
+    assert r.status_code == 502
+    body = r.json()["error"]
+    assert body["code"] == "workflow_failed"
+    assert "127.0.0.1" not in r.text and "internal" not in r.text and "password" not in r.text
+    detail = client.get(f"/v1/executions/{body['execution_id']}").json()
+    assert detail["error"]["code"] == "http_500"  # the account still sees what went wrong

@@ -10,8 +10,6 @@ import os
 import socket
 import ssl
 import stat
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +36,7 @@ from sealflow.tls import (
     ensure_dev_certificate,
     make_server,
 )
+from tests.support.tls_probe import plaintext_reply, sslyze
 
 
 def _app() -> Starlette:
@@ -84,21 +83,9 @@ def server(request: pytest.FixtureRequest, dev_dir: Path) -> Iterator[tuple[str,
         yield profile, port, ca
 
 
-def _sslyze(config: str, port: int, ca: Path | None) -> subprocess.CompletedProcess[str]:
-    # The dev CA is private, so sslyze's path validation (part of the Mozilla check) needs it
-    # as an extra trust store; everything else is checked exactly as for a public server.
-    trust = [f"--certinfo_ca_file={ca}"] if ca else []
-    return subprocess.run(
-        [sys.executable, "-m", "sslyze", f"--mozilla_config={config}", *trust, f"127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_sslyze_mozilla_profile_compliant(server: tuple[str, int, Path]) -> None:
     profile, port, ca = server
-    result = _sslyze(profile, port, ca)
+    result = sslyze(profile, port, ca)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "OK - Compliant" in result.stdout
     curves = next(ln for ln in result.stdout.splitlines() if "Supported curves:" in ln)
@@ -113,12 +100,12 @@ def test_sslyze_check_has_teeth(server: tuple[str, int, Path]) -> None:
     profile, port, ca = server
     if profile == "intermediate":
         # TLS 1.2 and its ciphers are not allowed by "modern".
-        result = _sslyze("modern", port, ca)
+        result = sslyze("modern", port, ca)
         assert result.returncode != 0
         assert "tls_versions" in result.stdout
     else:
         # Without the dev CA only path validation fails: the CA file is all we relax.
-        result = _sslyze(profile, port, None)
+        result = sslyze(profile, port, None)
         assert result.returncode != 0
         compliance = result.stdout.split("COMPLIANCE AGAINST TLS CONFIGURATION")[1]
         issues = [ln.strip() for ln in compliance.splitlines() if ln.strip().startswith("* ")]
@@ -127,14 +114,7 @@ def test_sslyze_check_has_teeth(server: tuple[str, int, Path]) -> None:
 
 def test_plaintext_http_gets_no_http_answer(server: tuple[str, int, Path]) -> None:
     _profile, port, _ca = server
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        received = b""
-        try:
-            while chunk := sock.recv(4096):
-                received += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
+    received = plaintext_reply(port)
     assert not received.startswith(b"HTTP/")
     assert b"HTTP/1." not in received
 

@@ -125,9 +125,17 @@ class Runner:
         if definition is None:
             return self._finish(run, Status.FAILED, error=error_record(load_error))
         try:  # a fresh row carries its payload in clear; a stored one is opened (S6)
-            trigger = getattr(row, "trigger", None) if fresh is not None else open_(
-                cell.vault, row.account_id, "executions", row.id, "trigger_payload",
-                row.trigger_payload,
+            trigger = (
+                getattr(row, "trigger", None)
+                if fresh is not None
+                else open_(
+                    cell.vault,
+                    row.account_id,
+                    "executions",
+                    row.id,
+                    "trigger_payload",
+                    row.trigger_payload,
+                )
             )
         except SealflowError as exc:
             return self._finish(run, Status.FAILED, error=error_record(exc))
@@ -200,7 +208,7 @@ class Runner:
     ) -> Status | None:
         response = None
         if run.row.respond_wait and not run.response_sent:
-            response = self._default_response(run.row.id, status, result, error)
+            response = self._default_response(run.row.id, status, result)
         response = run.pending_response or response
         try:
             try:
@@ -236,10 +244,10 @@ class Runner:
             )
 
     @staticmethod
-    def _default_response(
-        execution_id: str, status: Status, result: Any, error: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        """The webhook answer when the workflow ended without a respond step."""
+    def _default_response(execution_id: str, status: Status, result: Any) -> dict[str, Any]:
+        """The webhook answer when the workflow ended without a respond step. A failure says
+        only that it failed and where to look: the caller is anonymous, and an error message
+        can name internal hosts or carry data (the account reads it in the execution)."""
         if status == Status.SUCCEEDED:
             return {"status": 200, "headers": {}, "body": result}
         return {
@@ -247,9 +255,9 @@ class Runner:
             "headers": {},
             "body": {
                 "error": {
-                    "code": "workflow_failed",
+                    "code": "workflow_failed" if status == Status.FAILED else str(status),
                     "execution_id": execution_id,
-                    "message": (error or {}).get("message", status),
+                    "message": f"the workflow {status}; its execution record has the details",
                 }
             },
         }
