@@ -171,3 +171,49 @@ schedule_state = Table(
     Column("account_id", String(ID), nullable=False),
     Column("last_tick", DateTime(timezone=True), nullable=False),
 )
+
+# Stored authentications (S1-S3). Only what listing and lookups need stays in clear; the
+# non-secret settings (`config`) and the secret fields (`secret`) are sealed separately so a
+# listing never decrypts a secret. `owner_id`: the principal that created it (the API token
+# now; issue 5 makes it a member); a personal authentication is usable by its owner only.
+authentications = Table(
+    "authentications",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("shared", Boolean, nullable=False, default=True),
+    Column("owner_id", String(ID), nullable=False),
+    Column("status", String(16), nullable=False),  # active | pending | needs_reconnect
+    Column("config", Text, nullable=False),  # customer
+    Column("secret", Text),  # secret
+    # Bumped by every change of `secret` (compare-and-set when OAuth tokens are refreshed).
+    Column("revision", Integer, nullable=False, default=1),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    UniqueConstraint("account_id", "name", name="uq_authentications_account_name"),
+)
+
+# A started OAuth 2.0 authorization-code connect: the state (looked up by hash) and the PKCE
+# verifier (sealed), used once before it expires.
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("account_id", String(ID), nullable=False, index=True),
+    Column("authentication_id", String(ID), nullable=False),
+    Column("verifier", Text, nullable=False),  # secret
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# What an account deletion removed and when (D4, S7): ids, counts and times, nothing personal.
+account_deletions = Table(
+    "account_deletions",
+    metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+    Column("removed", Text, nullable=False),  # JSON counts per table, in clear
+)
