@@ -4,6 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= .sealflow
 STAMP  := $(VENV)/.installed
+# The OAuth tests' authorization server (npm oidc-provider); the stamp lives in the
+# gitignored node_modules, which `npm ci` recreates from the committed lockfile.
+OIDC       := tests/support/oidc
+OIDC_STAMP := $(OIDC)/node_modules/.installed
 
 .PHONY: run test install lint typecheck pytest bench clean
 
@@ -17,6 +21,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Without Node.js the OAuth tests skip; with it, a failing `npm ci` fails the build.
+$(OIDC_STAMP): $(OIDC)/package.json $(OIDC)/package-lock.json
+	@if command -v node >/dev/null; then \
+		cd $(OIDC) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "node not found: the OAuth tests will be skipped"; fi
+
 run: install
 	$(BIN)/sealflow --data-dir $(DATA) init
 	$(BIN)/sealflow --data-dir $(DATA) serve
@@ -27,7 +37,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install $(OIDC_STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest

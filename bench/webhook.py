@@ -10,6 +10,11 @@ served with the same TLS set-up (bench/_ceiling_app.py): the ceiling.
 
     .venv/bin/python bench/webhook.py                 # 20 s at c=1 and c=16, then the ceiling
     .venv/bin/python bench/webhook.py -d 10 -c 1 4 16 --profile /tmp/sealflow.svg
+    .venv/bin/python bench/webhook.py --compare-encryption -c 16 -d 10 --rounds 6
+
+--compare-encryption runs the same load against sealflow as it is and against sealflow with
+sealing at rest replaced by a plain JSON/base64 pass-through (bench/_plain_server.py, a
+bench-only launcher: the product has no "encryption off" setting), and prints the difference.
 
 The load generator is wrk (Debian: `apt-get install -y wrk`), or, without it, a light
 asyncio client (raw keep-alive HTTP/1.1 over ssl). Server and client get one core each
@@ -73,6 +78,8 @@ TARGET_EXEC_PER_S = 320.0
 TARGET_CEILING_SHARE = 0.30
 TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 300.0
+# --compare-encryption: executions/s with encryption at rest at most this much lower.
+TARGET_ENCRYPTION_COST = 0.15
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -357,6 +364,28 @@ def wait_quiet(db: Path, timeout: float = 60.0) -> dict[str, int]:
         time.sleep(0.2)
 
 
+def at_rest(db: Path) -> str:
+    """How the last execution's trigger payload is stored: "sealed" (the vault's ciphertext:
+    format byte 1, then Tink's prefix), "plain" (JSON, the bench pass-through) or "?"."""
+    import base64
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT trigger_payload FROM executions ORDER BY created_at DESC "
+                           "LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return "?"
+    raw = base64.urlsafe_b64decode(row[0])
+    if raw[:2] == b"\x01\x01":
+        return "sealed"
+    with contextlib.suppress(ValueError):
+        json.loads(raw)
+        return "plain"
+    return "?"
+
+
 def _delta(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
@@ -393,12 +422,17 @@ class Bench:
         result.rss_mb = peak_rss_mb(pid)
         return result
 
-    def sealflow(self) -> tuple[list[Load], dict[str, Any]]:
-        data = self.tmp / "data"
+    def sealflow(self, variant: str = "sealflow", data_name: str = "data"
+                 ) -> tuple[list[Load], dict[str, Any]]:
+        """One server run. variant "sealflow" (also "sealed") is the product as it is;
+        "plain" is bench/_plain_server.py: sealing replaced by a pass-through."""
+        data = self.tmp / data_name
         data.mkdir(mode=0o700)
         port = free_port()
-        log = self.tmp / "sealflow.log"
-        cmd = [sys.executable, "-m", "sealflow.cli", "--data-dir", str(data), "--host", HOST,
+        log = self.tmp / f"{data_name}.log"
+        launcher = ([str(BENCH_DIR / "_plain_server.py")] if variant == "plain"
+                    else ["-m", "sealflow.cli"])
+        cmd = [sys.executable, *launcher, "--data-dir", str(data), "--host", HOST,
                "--port", str(port), "serve"]
         proc = self.procs.start(cmd, log=log, env=self.env, cpu=self.server_cpu)
         ca_file = data / "tls" / "dev-ca.pem"
@@ -426,8 +460,8 @@ class Bench:
         results = []
         top = max(self.args.concurrency)
         for c in self.args.concurrency:
-            spy = self._profiler(proc.pid, c) if c == top else None
-            result = self.measured(proc.pid, port, path, ca, c, "sealflow")
+            spy = self._profiler(proc.pid, c, data_name) if c == top else None
+            result = self.measured(proc.pid, port, path, ca, c, variant)
             if spy is not None:
                 self._stop_profiler(spy)
             results.append(result)
@@ -443,6 +477,7 @@ class Bench:
             "not_succeeded": final["executions"] - final.get("executions_succeeded", 0),
             "steps_not_succeeded": final["steps"] - final["steps_succeeded"],
             "rss_mb": rss,
+            "at_rest": at_rest(db),
         }
         return results, check
 
@@ -466,10 +501,12 @@ class Bench:
         Procs.stop(proc)
         return results
 
-    def _profiler(self, pid: int, c: int) -> subprocess.Popen[bytes] | None:
+    def _profiler(self, pid: int, c: int, run: str) -> subprocess.Popen[bytes] | None:
         out = self.args.profile
         if out is None:
             return None
+        if self.args.compare_encryption:  # one profile per server run
+            out = out.with_name(f"{out.stem}-{run}{out.suffix}")
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(spy).exists():
             print("note: py-spy not found (pip install py-spy); not profiling", file=sys.stderr)
@@ -496,32 +533,27 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(ours: list[Load], check: dict[str, Any], ceiling: list[Load] | None,
-           client: str) -> bool:
-    print(f"\nload generator: {client}; server and client pinned to one core each\n")
+def _table(loads: list[Load]) -> None:
     print(f"{'target':<9} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'ok':>8} {'errors':>7} {'peak RSS':>9} {'CPU ms/req':>11}")
-    for r in ours + (ceiling or []):
+    for r in loads:
         rss = f"{r.rss_mb:.0f} MB" if r.rss_mb is not None else "?"
         cpu = r.cpu_ms_per_request
         print(f"{r.target:<9} {r.concurrency:>3} {r.per_s:>9.1f} {r.p50_ms:>8.2f} "
               f"{r.p99_ms:>8.2f} {r.max_ms:>8.1f} {r.ok:>8} {r.errors:>7} {rss:>9} "
               f"{(f'{cpu:.3f}' if cpu is not None else '?'):>11}")
-    busy = max((r.others_cores or 0.0) for r in ours + (ceiling or []))
+    busy = max((r.others_cores or 0.0) for r in loads)
     if busy > 0.2:
         print(f"warning: other processes used up to {busy:.1f} cores during the runs; the "
               "rates and latencies are pessimistic (CPU ms/req is the steadier figure)")
-    if ceiling:
-        for ours_r, ceil_r in zip(ours, ceiling, strict=True):
-            share = ours_r.per_s / ceil_r.per_s if ceil_r.per_s else 0.0
-            print(f"c={ours_r.concurrency}: sealflow executions/s are {share:.1%} of the "
-                  "ceiling's requests/s")
 
-    # Every successful request is one execution with its three step records. The asyncio
-    # client lets its last requests finish, so the counts match exactly. wrk stops with up
-    # to c requests in flight whose answers it never reads: the server runs those it had
-    # started (it drops one whose client left before it began), so the executions lie
-    # between the successful requests and the requests sent.
+
+def _recorded(check: dict[str, Any]) -> tuple[bool, str]:
+    """Every successful request is one execution with its three step records. The asyncio
+    client lets its last requests finish, so the counts match exactly. wrk stops with up
+    to c requests in flight whose answers it never reads: the server runs those it had
+    started (it drops one whose client left before it began), so the executions lie
+    between the successful requests and the requests sent."""
     executions, ok, sent = check["executions"], check["ok"], check["sent"]
     recorded = (ok <= executions <= sent
                 and check["steps"] == STEPS_PER_EXECUTION * executions
@@ -529,10 +561,24 @@ def report(ours: list[Load], check: dict[str, Any], ceiling: list[Load] | None,
     extra = executions - ok
     how = "exactly" if extra == 0 else (
         f"+ {extra} of the {sent - ok} requests the client left in flight at its deadline")
-    print(f"\nrecorded in us.db: {executions} executions and {check['steps']} step records "
-          f"({STEPS_PER_EXECUTION} per execution expected) for {ok} successful requests {how}; "
-          f"executions not succeeded: {check['not_succeeded']}, steps not succeeded: "
-          f"{check['steps_not_succeeded']} -> {_verdict(recorded)}")
+    return recorded, (
+        f"recorded in us.db: {executions} executions and {check['steps']} step records "
+        f"({STEPS_PER_EXECUTION} per execution expected) for {ok} successful requests {how}; "
+        f"executions not succeeded: {check['not_succeeded']}, steps not succeeded: "
+        f"{check['steps_not_succeeded']} -> {_verdict(recorded)}")
+
+
+def report(ours: list[Load], check: dict[str, Any], ceiling: list[Load] | None,
+           client: str) -> bool:
+    print(f"\nload generator: {client}; server and client pinned to one core each\n")
+    _table(ours + (ceiling or []))
+    if ceiling:
+        for ours_r, ceil_r in zip(ours, ceiling, strict=True):
+            share = ours_r.per_s / ceil_r.per_s if ceil_r.per_s else 0.0
+            print(f"c={ours_r.concurrency}: sealflow executions/s are {share:.1%} of the "
+                  "ceiling's requests/s")
+    recorded, line = _recorded(check)
+    print(f"\n{line}")
 
     top = ours[-1]
     results = [recorded]
@@ -555,6 +601,63 @@ def report(ours: list[Load], check: dict[str, Any], ceiling: list[Load] | None,
     return all(results)
 
 
+def _change(on: float | None, off: float | None) -> str:
+    if on is None or off is None or not off:
+        return "?"
+    return f"{(on - off) / off:+.1%}"
+
+
+def report_compare(runs: list[tuple[list[Load], dict[str, Any]]], client: str) -> bool:
+    """Encryption on ("sealed") against off ("plain"): every run, then the medians over the
+    rounds at the highest concurrency and the verdict."""
+    print(f"\nload generator: {client}; server and client pinned to one core each")
+    print("sealed: sealflow as it is; plain: the same server with sealing at rest replaced by "
+          "a JSON/base64 pass-through (bench/_plain_server.py)\n")
+    _table([load for loads, _ in runs for load in loads])
+    ok = True
+    print()
+    for loads, check in runs:
+        recorded, line = _recorded(check)
+        expected = loads[0].target
+        stored = check["at_rest"] == expected
+        print(f"{expected}: at rest {check['at_rest']} -> {_verdict(stored)}; {line}")
+        ok = ok and recorded and stored
+
+    def median(variant: str, value: Any) -> float | None:
+        found = [value(loads[-1], check) for loads, check in runs if loads[0].target == variant]
+        found = [v for v in found if v is not None]
+        return statistics.median(found) if found else None
+
+    top = runs[0][0][-1].concurrency
+    figures = [
+        ("executions/s", lambda r, c: r.per_s, "{:.1f}"),
+        ("p50 ms", lambda r, c: r.p50_ms, "{:.2f}"),
+        ("p99 ms", lambda r, c: r.p99_ms, "{:.2f}"),
+        ("peak RSS MB", lambda r, c: c["rss_mb"], "{:.0f}"),
+        ("CPU ms/req", lambda r, c: r.cpu_ms_per_request, "{:.3f}"),
+    ]
+    rounds = len(runs) // 2
+    print(f"\nencryption on vs off at c={top} (median of {rounds} round(s)):")
+    print(f"  {'':<13} {'on':>9} {'off':>9} {'change':>8}")
+    for name, value, fmt in figures:
+        on, off = median("sealed", value), median("plain", value)
+        print(f"  {name:<13} {(fmt.format(on) if on is not None else '?'):>9} "
+              f"{(fmt.format(off) if off is not None else '?'):>9} {_change(on, off):>8}")
+    # The verdict compares the two runs of each round (back to back, so a shared machine's
+    # drift hits both alike) and takes the median over the rounds.
+    costs = []
+    for n in range(rounds):
+        pair = {loads[0].target: loads[-1].per_s for loads, _ in runs[2 * n:2 * n + 2]}
+        costs.append((pair["plain"] - pair["sealed"]) / pair["plain"] if pair["plain"] else 1.0)
+    cost = statistics.median(costs)
+    within = cost <= TARGET_ENCRYPTION_COST
+    print(f"\n  executions/s lower with encryption, per round: "
+          f"{', '.join(f'{c:.1%}' for c in costs)}")
+    print(f"  {_verdict(within)}  median {cost:.1%} lower with encryption than without "
+          f"(target: at most {TARGET_ENCRYPTION_COST:.0%})")
+    return ok and within
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Webhook benchmark: sealflow serve vs a bare Starlette ceiling over TLS.")
@@ -573,9 +676,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "graph, .json speedscope, .txt collapsed stacks)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (database, logs)")
+    parser.add_argument("--compare-encryption", action="store_true",
+                        help="run the load against sealflow with and without encryption at rest "
+                             "(a bench-only pass-through) and print the difference; no ceiling")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--compare-encryption: rounds of (with, without), order alternating "
+                             "(default 1)")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or any(c < 1 for c in args.concurrency):
-        parser.error("--duration and --concurrency must be positive")
+    if args.duration <= 0 or any(c < 1 for c in args.concurrency) or args.rounds < 1:
+        parser.error("--duration, --concurrency and --rounds must be positive")
     args.concurrency = sorted(set(args.concurrency))
     return args
 
@@ -603,10 +712,19 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALFLOW_")}
     env["SEALFLOW_LOG_LEVEL"] = "warning"
     bench = Bench(args, tmp, procs, server_cpu, use_wrk, env)
+    client = "wrk" if use_wrk else "asyncio (python)"
     try:
-        ours, check = bench.sealflow()
-        ceiling = None if args.no_ceiling else bench.ceiling()
-        passed = report(ours, check, ceiling, "wrk" if use_wrk else "asyncio (python)")
+        if args.compare_encryption:
+            runs = []
+            for n in range(args.rounds):  # alternate the order: drift hits both alike
+                order = ("sealed", "plain") if n % 2 == 0 else ("plain", "sealed")
+                for variant in order:
+                    runs.append(bench.sealflow(variant, f"data-{variant}-{n + 1}"))
+            passed = report_compare(runs, client)
+        else:
+            ours, check = bench.sealflow()
+            ceiling = None if args.no_ceiling else bench.ceiling()
+            passed = report(ours, check, ceiling, client)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

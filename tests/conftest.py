@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.bao import bao  # noqa: F401 - a fixture, for every module
 from tests.support.server import Server, make_server
 from tests.support.target import Target, start_target
 

@@ -4,6 +4,7 @@ Everything else receives what it needs from here."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,13 +23,17 @@ from sealflow.engine.runner import PlatformRetry, Runner
 from sealflow.engine.triggers import ScheduleTicker
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
+from sealflow.services.credentials import StoredCredentials
 from sealflow.services.workflows import DefinitionCache
 from sealflow.vault.errors import KeyProviderError
 from sealflow.vault.keystore import KeyStore, upgrade_keystore
 from sealflow.vault.providers.base import KeyProvider
 from sealflow.vault.providers.local_file import LocalFileProvider
 from sealflow.vault.providers.transit import TransitProvider
+from sealflow.vault.tombstone_log import TombstoneLog, default_tombstone_log
 from sealflow.vault.vault import Vault
+
+log = logging.getLogger("sealflow")
 
 
 def build_provider(settings: Settings, region: str) -> KeyProvider:
@@ -53,16 +58,20 @@ def build_provider(settings: Settings, region: str) -> KeyProvider:
 def build_cell(settings: Settings, region: str, clock: Clock) -> Cell:
     provider = build_provider(settings, region)
     keystore_engine = make_engine(settings.keystore_url(region))
+    # The tombstone log lives beside the key store but outside its backups (vault.tombstone_log).
+    keystore = KeyStore(
+        keystore_engine, clock, TombstoneLog(default_tombstone_log(settings.data_dir, region))
+    )
     vault = Vault(
         region,
-        KeyStore(keystore_engine, clock),
+        keystore,
         provider,
         clock,
         cache_size=settings.keys.cache_size,
         cache_ttl_s=settings.keys.cache_ttl_s,
     )
     engine = make_engine(settings.database_url(region))
-    return Cell(region, engine, vault, keystore_engine, provider)
+    return Cell(region, engine, vault, keystore_engine, provider, keystore)
 
 
 def build_cells(settings: Settings, clock: Clock | None = None) -> Cells:
@@ -82,6 +91,12 @@ def migrate_all(cells: Cells) -> None:
         cell = cells[region]
         upgrade(cell.engine)
         upgrade_keystore(cell.keystore_engine)
+        # A key store restored from before a shred gets its tombstones back and loses the
+        # revived keysets, before anything can read them.
+        dropped = cell.keystore.sync_tombstone_log()
+        if dropped:
+            log.warning("region %s: dropped %d keysets of shredded accounts (a restored key "
+                        "store?)", region, dropped)
         ensure_key = getattr(cell.provider, "ensure_key", None)  # transit: create the key
         if ensure_key is not None:
             ensure_key()
@@ -125,6 +140,7 @@ class Platform:
     queue: EmbeddedQueue
     ticker: ScheduleTicker
     outbound: _OutboundClient
+    credentials: StoredCredentials
     _started: bool = field(default=False)
 
     async def start(self, *, workers: bool = True) -> None:
@@ -157,6 +173,8 @@ def build_platform(
     definitions = DefinitionCache(registry, limits)
     hub = ResponseHub()
     outbound = _OutboundClient(settings, limits)
+    stored = StoredCredentials(cells, clock, outbound)
+    credentials = credentials or stored
     queue_ref: list[EmbeddedQueue] = []
 
     def dispatch(region: str, execution_id: str) -> None:
@@ -194,6 +212,7 @@ def build_platform(
         queue=queue,
         ticker=ticker,
         outbound=outbound,
+        credentials=stored,
     )
 
 

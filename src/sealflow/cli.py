@@ -271,6 +271,28 @@ def accounts_token(
                            name=name))
 
 
+@accounts_app.command("delete")
+def accounts_delete(
+    account: Annotated[str, typer.Option(help="Account id")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: its keys and data are destroyed for good")
+    ] = False,
+) -> None:
+    """Delete an account: shred its keys, remove its rows, print the deletion record. Run it
+    again to finish a deletion that was interrupted."""
+    if not yes:
+        _fail("deleting an account destroys its keys and data for good; add --yes to confirm")
+    from sealflow.bootstrap import build_cells
+    from sealflow.cli_ops import delete_account
+    from sealflow.clock import SystemClock
+
+    cells = build_cells(_settings())
+    try:
+        _print_json(delete_account(cells, SystemClock(), account))
+    finally:
+        cells.dispose()
+
+
 @app.command()
 def check(
     deploy: Annotated[bool, typer.Option("--deploy", help="Check settings for production")] = False,

@@ -1,5 +1,5 @@
-"""Operator operations behind the CLI that span cells (find a workflow by id in whichever
-region holds it) and the in-process `sealflow run`."""
+"""Operator operations behind the CLI that span cells (find a workflow or account by id in
+whichever region holds it) and the in-process `sealflow run`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import yaml
 from sqlalchemy import select
 
 from sealflow.bootstrap import Platform
+from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, NotFound
 from sealflow.core.json_values import storable_problem
 from sealflow.core.workflows import parse_text
 from sealflow.db.tables import workflows
 from sealflow.engine.records import lease_deadline
 from sealflow.queue.embedded import new_owner
-from sealflow.services import executions
+from sealflow.regions.cells import Cells
+from sealflow.services import account_deletion, executions
 from sealflow.services import workflows as workflow_service
 from sealflow.services.accounts import Caller, find_account
 from sealflow.services.executions import insert_execution, workflow_for_run
@@ -93,3 +95,12 @@ def export_workflow(platform: Platform, workflow_id: str, version: int | None, f
     if fmt == "json":
         return json.dumps(document, indent=2)
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def delete_account(cells: Cells, clock: Clock, account_id: str) -> dict[str, Any]:
+    """`sealflow accounts delete`: the account's region, then the one deletion service (also
+    finishes an interrupted deletion, or shows the record of a finished one)."""
+    region = account_deletion.locate(cells, account_id)
+    record = account_deletion.delete_account(cells, clock, region=region, account_id=account_id)
+    return {"account_id": record.account_id, "region": record.region,
+            "deleted_at": record.deleted_at, "removed": record.removed}

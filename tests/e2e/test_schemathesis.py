@@ -6,8 +6,12 @@ One narrow setting, in the generated schemathesis.toml: saving a workflow (POST
 schema. The document shape there is `object | string`; what makes a workflow valid (known
 connectors, each operation's input schema, an acyclic graph whose edges and `$.steps.<name>`
 references name existing steps, cron syntax, ...) cannot be said in JSON Schema, and the
-refusal lists every issue with its JSON path (docs/workflows.md). Every check still runs on
-these operations; only positive_data_acceptance learns that 422 is an answer to valid JSON.
+refusal lists every issue with its JSON path (docs/workflows.md). The same holds for saving
+an authentication (POST /v1/authentications, PATCH /v1/authentications/{id}): which
+`settings` and `secret` fields it takes depends on its `type` and on other settings (an
+OAuth client with auth_method `none` needs no client_secret), and the refusal names each
+field (core/authentication_types.py). Every check still runs on these operations; only
+positive_data_acceptance learns that 422 is an answer to valid JSON.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ WEBHOOK = {
 def _config(hook_token: str) -> str:
     return f"""
 [[operations]]
-include-name = ["POST /v1/workflows", "PUT /v1/workflows/{{workflow_id}}"]
+include-name = ["POST /v1/workflows", "PUT /v1/workflows/{{workflow_id}}",
+                "POST /v1/authentications", "PATCH /v1/authentications/{{auth_id}}"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
 
 # Webhook ingress has no operation that creates its token: give it a real one, so the fuzzer

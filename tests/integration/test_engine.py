@@ -283,3 +283,25 @@ def test_schedule_fires_once_for_missed_ticks_and_once_across_nodes(platform):
         rows[0].trigger_payload,
     )
     assert trigger["body"] == {"k": 1}
+
+
+def test_an_unreadable_schedule_does_not_stop_the_others(platform):
+    """A shredded account's schedule rows (brought back by a restored data backup) cannot be
+    read; the region's other schedules still fire."""
+    doc = {
+        "name": "cron",
+        "trigger": {"type": "schedule", "cron": "* * * * *", "input": {}},
+        "steps": [{"name": "x", "connector": "transform", "input": {"expression": "1"}}],
+    }
+    gone, _ = _account_and_flow(platform, doc)
+    kept, _ = _account_and_flow(platform, doc)
+    cell = platform.cells["us"]
+    with cell.write() as conn:
+        conn.execute(update(schedule_state).values(
+            last_tick=datetime.now(UTC) - timedelta(minutes=10)))
+    cell.vault.shred(gone.account_id)
+    platform.definitions._entries.clear()  # as after a restart: the documents must be opened
+    assert platform.ticker.tick(cell) == 1
+    with cell.read() as conn:
+        rows = conn.execute(select(executions.c.account_id)).all()
+    assert [r.account_id for r in rows] == [kept.account_id]

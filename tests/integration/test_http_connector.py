@@ -245,14 +245,14 @@ def _cred(kind: str, **fields: str | Secret) -> Credential:
 @pytest.mark.parametrize(
     ("credential", "header", "expected"),
     [
-        (_cred("api_key", key=Secret("k-123"), name="X-Api-Key", **{"in": "header"}),
+        (_cred("api_key", key=Secret("k-123"), param="X-Api-Key", **{"in": "header"}),
          "x-api-key", "k-123"),
         (_cred("api_key", key=Secret("k-123")), "x-api-key", "k-123"),  # defaults
         (_cred("bearer", token=Secret("tok-456")), "authorization", "Bearer tok-456"),
         (_cred("basic", username="ada", password=Secret("pä:ss")), "authorization",
          "Basic " + base64.b64encode("ada:pä:ss".encode()).decode()),
-        (_cred("oauth2", access_token=Secret("at-789")), "authorization", "Bearer at-789"),
-        (_cred("oauth2_client_credentials", access_token=Secret("at-1")), "authorization",
+        (_cred("oauth2_code", access_token=Secret("at-789")), "authorization", "Bearer at-789"),
+        (_cred("oauth2_client", access_token=Secret("at-1")), "authorization",
          "Bearer at-1"),
     ],
 )
@@ -265,7 +265,7 @@ async def test_auth_injected_into_headers(server, credential, header, expected) 
 @pytest.mark.anyio
 async def test_api_key_in_query_never_logged(server) -> None:
     base, received = server
-    cred = _cred("api_key", key=Secret("k-secret"), name="api_key", **{"in": "query"})
+    cred = _cred("api_key", key=Secret("k-secret"), param="api_key", **{"in": "query"})
     _, ctx = await _call({"method": "GET", "url": f"{base}/echo?page=2"}, {"credential": cred})
     assert received[-1]["query"] == {"page": ["2"], "api_key": ["k-secret"]}
     assert "k-secret" not in repr(ctx.logs) and "page=2" not in repr(ctx.logs)
@@ -418,7 +418,7 @@ def test_operation_declares_schemas_and_auth_types() -> None:
     assert not validator.is_valid({"method": "GET", "url": "https://x.test", "json": {},
                                    "body": "x"})
     assert not validator.is_valid({"method": "TRACE", "url": "https://x.test"})
-    assert set(conn.auth_types) == {"api_key", "bearer", "basic", "oauth2"}
+    assert set(conn.auth_types) == {"api_key", "bearer", "basic", "oauth2_code", "oauth2_client"}
 
 
 # ---- TLS: certificates verified, SNI and host name kept -------------------------------

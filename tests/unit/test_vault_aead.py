@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sealflow.vault._aead import Keyset, key_id_of
+from sealflow.vault._aead import Keyset, key_id_of, prefix_of
 from sealflow.vault.errors import DecryptionFailed, KeyProviderError, KeyVersionError
 
 
@@ -87,3 +87,20 @@ def test_json_round_trip_and_garbage() -> None:
 def test_repr_shows_no_key_material() -> None:
     ks = Keyset.generate()
     assert repr(ks) == f"Keyset(primary={ks.primary_key_id}, keys=1)"
+
+
+def test_removing_keys_deletes_them_but_never_the_primary() -> None:
+    ks = Keyset.generate()
+    old = ks.encrypt(b"v1", b"")
+    rotated = ks.with_new_primary().with_new_primary()
+    first, middle, primary = rotated.key_ids
+    assert prefix_of(first) == old[:5]
+    smaller = rotated.without_keys([first])
+    assert smaller.key_ids == (middle, primary) and smaller.primary_key_id == primary
+    with pytest.raises(DecryptionFailed):
+        smaller.decrypt(old, b"")
+    assert smaller.without_keys([]).key_ids == smaller.key_ids
+    with pytest.raises(KeyVersionError, match="primary"):
+        rotated.without_keys([first, primary])
+    with pytest.raises(KeyVersionError, match="not in this keyset"):
+        rotated.without_keys([12345])

@@ -216,7 +216,7 @@ def test_kek_rotation_rewrap_and_retirement(parts: Parts) -> None:
                 account_id="a0", keyset=old.blob, kek_version=1, created_at=old.created_at
             )
         )
-    with pytest.raises(DecryptionFailed):
+    with pytest.raises(DecryptionFailed, match=r"a0 \(KEK version 1\) could not be unwrapped"):
         parts.vault().decrypt("a0", "t", "r", "c", cts["a0"])
     fresh2 = parts.vault()
     for account in ("a1", "a6"):

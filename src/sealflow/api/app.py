@@ -14,7 +14,15 @@ from starlette.types import ASGIApp
 
 from sealflow.api import errors
 from sealflow.api.deps import RateLimiter
-from sealflow.api.routes import accounts, executions, health, webhooks, workflows
+from sealflow.api.routes import (
+    accounts,
+    authentications,
+    executions,
+    health,
+    oauth,
+    webhooks,
+    workflows,
+)
 from sealflow.api.security import SecurityHeadersMiddleware
 from sealflow.bootstrap import Platform
 
@@ -49,7 +57,7 @@ def create_app(
         hashlib.sha256(operator_token.encode()).hexdigest() if operator_token else None
     )
     errors.install(app)
-    for module in (accounts, workflows, executions, webhooks, health):
+    for module in (accounts, workflows, authentications, oauth, executions, webhooks, health):
         app.include_router(module.router)
     app.router.routes.insert(
         0, Route("/hooks/{region}/{token}", webhooks.receive_route, methods=["POST"]))

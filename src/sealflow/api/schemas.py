@@ -242,3 +242,18 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 ERRORS = errors(401, 404, 422, 429)
 # Routes that read a JSON body.
 BODY_ERRORS = errors(400)
+
+
+class AccountDelete(_In):
+    confirm: str = Field(
+        max_length=64,
+        description="The id of the account being deleted (GET /v1/account), repeated to "
+        "confirm: the deletion destroys the account's keys and cannot be undone",
+    )
+
+
+class AccountDeleted(BaseModel):
+    account_id: str
+    region: str
+    deleted_at: datetime
+    removed: dict[str, int] = Field(description="Rows removed, per table")

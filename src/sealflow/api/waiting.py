@@ -18,7 +18,9 @@ async def wait_for_end(p: Platform, who: Caller, execution_id: str, timeout: flo
     def poll() -> Any:
         with cell.read() as conn:
             row = records.load_execution(conn, execution_id)
-        return True if row is not None and row.status in TERMINAL else None
+        # A row gone (its account deleted meanwhile) has ended too: the caller then reads
+        # "not found" instead of waiting out its timeout.
+        return True if row is None or row.status in TERMINAL else None
 
     return await p.hub.wait(f"done:{execution_id}", timeout, poll) is not None
 

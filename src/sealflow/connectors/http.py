@@ -7,7 +7,8 @@ it as a deadline for the whole call (connect, redirects, body) and fails with
 ConnectorError(code="timeout", retryable=True).
 
 Authentication (ctx.credential, already decrypted by the interceptor): api_key {key, in:
-header|query, name}, bearer {token}, basic {username, password}, oauth2* {access_token}. A
+header|query, param}, bearer {token}, basic {username, password}, oauth2_code/oauth2_client
+{access_token}. A
 header the step sets itself (e.g. `Authorization: "Bearer {{ $.auth.token }}"`) wins over
 the injected one.
 
@@ -33,7 +34,7 @@ from sealflow.core.errors import ConnectorError
 
 SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-AUTH_TYPES = ("api_key", "bearer", "basic", "oauth2")
+AUTH_TYPES = ("api_key", "bearer", "basic", "oauth2_code", "oauth2_client")
 # The engine refuses outputs over max_step_output_bytes; this only stops a huge download
 # from filling memory before that check.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -140,7 +141,7 @@ def apply_auth(
 
     kind = credential.type
     if kind == "api_key":
-        name = _field(credential, "name", "X-Api-Key")
+        name = _field(credential, "param", "X-Api-Key")
         where = _field(credential, "in", "header")
         if where == "header":
             set_header(name, _field(credential, "key"))
@@ -156,7 +157,7 @@ def apply_auth(
     elif kind == "basic":
         pair = f"{_field(credential, 'username')}:{_field(credential, 'password')}"
         set_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode("ascii"))
-    elif kind == "oauth2" or kind.startswith("oauth2_"):
+    elif kind in ("oauth2_code", "oauth2_client"):
         set_header("Authorization", f"Bearer {_field(credential, 'access_token')}")
     else:
         raise ConnectorError(

@@ -100,6 +100,7 @@ class StepAttempts:
                 input=resolved,
                 attempt=attempt,
                 ctx=ctx,
+                auth_types=connector.auth_types,
             )
             err: SealflowError
             try:

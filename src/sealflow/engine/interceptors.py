@@ -38,6 +38,7 @@ class StepCall:
     attempt: int
     ctx: Any  # engine.context.RunStepContext; typed loosely to avoid an import cycle
     credential: Credential | None = None
+    auth_types: tuple[str, ...] = ()  # what the step's connector accepts (S1)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -117,14 +118,24 @@ class SchemaInterceptor:
 
 
 class CredentialProvider(Protocol):
-    """Loads an authentication for a step (issue 3: the vault decrypts it here)."""
+    """Loads an authentication for a step (services.credentials: the vault decrypts it
+    there). force_refresh: the API refused the OAuth access token; get a new one."""
 
-    async def get(self, region: str, account_id: str, auth_id: str) -> Credential: ...
+    async def get(self, region: str, account_id: str, auth_id: str, *,
+                  force_refresh: bool = False) -> Credential: ...
+
+
+OAUTH_TYPES = ("oauth2_code", "oauth2_client")
+
+
+def _unauthorized(err: ConnectorError) -> bool:
+    return err.details.get("status") == 401
 
 
 class AuthenticationInterceptor:
     """Resolves the step's authentication and its `$.auth.<field>` references, just before
-    the connector call and nowhere else (S1). Values stay Secret objects."""
+    the connector call and nowhere else (S1). Values stay Secret objects. An OAuth access
+    token the API answers 401 to is refreshed once and the call made again."""
 
     def __init__(self, provider: CredentialProvider | None) -> None:
         self._provider = provider
@@ -141,6 +152,22 @@ class AuthenticationInterceptor:
                 retryable=False,
             )
         credential = await self._provider.get(call.region, call.account_id, auth_id)
+        if call.auth_types and credential.type not in call.auth_types:
+            raise ConnectorError(
+                f"step {call.step.name}: connector {call.step.connector} does not accept "
+                f"{credential.type} authentications (it takes {', '.join(call.auth_types)})",
+                code="auth_unsupported", retryable=False)
+        try:
+            return await self._call(call, credential, proceed)
+        except ConnectorError as err:
+            if credential.type not in OAUTH_TYPES or not _unauthorized(err):
+                raise
+        credential = await self._provider.get(call.region, call.account_id, auth_id,
+                                              force_refresh=True)
+        return await self._call(call, credential, proceed)
+
+    @staticmethod
+    async def _call(call: StepCall, credential: Credential, proceed: Proceed) -> Any:
         resolved = resolve(call.input, {}, auth=credential.fields)
         return await proceed(replace(call, input=resolved, credential=credential))
 

@@ -10,12 +10,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from sqlalchemy import select, update
 
 from sealflow.clock import Clock
+from sealflow.core.errors import SealflowError
 from sealflow.db.tables import schedule_state, workflows
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.executions import insert_execution
@@ -89,42 +91,54 @@ class ScheduleTicker:
             ).all()
         fired = 0
         for row in rows:
-            with cell.write() as conn:
-                definition = self.definitions.get(
-                    cell, conn, row.account_id, row.workflow_id, row.current_version
-                )
-                trigger = definition.trigger
-                if trigger.type != "schedule" or trigger.cron is None:
-                    continue
-                tick = latest_due_tick(trigger.cron, trigger.timezone, row.last_tick, now)
-                if tick is None:
-                    continue
-                won = conn.execute(
-                    update(schedule_state)
-                    .where(
-                        schedule_state.c.workflow_id == row.workflow_id,
-                        schedule_state.c.last_tick == row.last_tick,
-                    )
-                    .values(last_tick=tick)
-                ).rowcount
-                if won != 1:  # another node fired this tick
-                    continue
-                created = insert_execution(
-                    conn,
-                    self.clock,
-                    cell.vault,
-                    region=cell.region,
-                    account_id=row.account_id,
-                    workflow_id=row.workflow_id,
-                    version=row.current_version,
-                    trigger_type="schedule",
-                    payload={
-                        "body": trigger.input,
-                        "headers": {},
-                        "query": {},
-                        "scheduled_for": tick.isoformat(),
-                    },
-                )
-            fired += 1
-            self.submit(cell.region, created.id)
+            try:
+                created = self._fire(cell, row, now)
+            except SealflowError as err:
+                # One schedule that cannot be read (a shredded account's rows brought back by
+                # a restore, an altered row) must not stop the others of the region.
+                log.warning("schedule of workflow %s skipped: %s", row.workflow_id, err.code)
+                continue
+            if created is not None:
+                fired += 1
+                self.submit(cell.region, created)
         return fired
+
+    def _fire(self, cell: Cell, row: Any, now: datetime) -> str | None:
+        """Queue the schedule's due tick, once across nodes; the new execution id or None."""
+        with cell.write() as conn:
+            definition = self.definitions.get(
+                cell, conn, row.account_id, row.workflow_id, row.current_version
+            )
+            trigger = definition.trigger
+            if trigger.type != "schedule" or trigger.cron is None:
+                return None
+            tick = latest_due_tick(trigger.cron, trigger.timezone, row.last_tick, now)
+            if tick is None:
+                return None
+            won = conn.execute(
+                update(schedule_state)
+                .where(
+                    schedule_state.c.workflow_id == row.workflow_id,
+                    schedule_state.c.last_tick == row.last_tick,
+                )
+                .values(last_tick=tick)
+            ).rowcount
+            if won != 1:  # another node fired this tick
+                return None
+            created = insert_execution(
+                conn,
+                self.clock,
+                cell.vault,
+                region=cell.region,
+                account_id=row.account_id,
+                workflow_id=row.workflow_id,
+                version=row.current_version,
+                trigger_type="schedule",
+                payload={
+                    "body": trigger.input,
+                    "headers": {},
+                    "query": {},
+                    "scheduled_for": tick.isoformat(),
+                },
+            )
+        return created.id

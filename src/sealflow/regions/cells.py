@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 
 from sealflow.core.errors import NotFound
+from sealflow.vault.keystore import KeyStore
 from sealflow.vault.providers.base import KeyProvider
 from sealflow.vault.vault import Vault
 
@@ -25,6 +26,8 @@ class Cell:
     vault: Vault
     keystore_engine: Engine  # the key store's own database (never the cell's)
     provider: KeyProvider = field(compare=False, repr=False)
+    # The vault's key store, for start-up upkeep (bootstrap.migrate_all: the tombstone log).
+    keystore: KeyStore = field(compare=False, repr=False)
     # The event loop's thread keeps one connection per mode: every engine.begin() would
     # otherwise check a connection out of the pool and build a Connection (~35 us each).
     _local: threading.local = field(default_factory=threading.local, compare=False, repr=False)

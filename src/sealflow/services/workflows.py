@@ -17,13 +17,15 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from sealflow.clock import Clock
-from sealflow.core.errors import NotFound
+from sealflow.core.definitions import Graph, WorkflowInvalid
+from sealflow.core.errors import Issue, NotFound
 from sealflow.core.limits import Limits
 from sealflow.core.workflows import Catalog, WorkflowDefinition, parse_text, validate
 from sealflow.db.sealed import open_, seal
 from sealflow.db.tables import schedule_state, workflow_versions, workflows
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.accounts import Caller
+from sealflow.services.authentications import usable_ids
 from sealflow.vault.vault import Vault
 
 
@@ -51,6 +53,29 @@ def to_definition(source: Any, catalog: Catalog, limits: Limits) -> WorkflowDefi
     """Parse (JSON or YAML text, or an already-decoded document) and validate."""
     document = parse_text(source) if isinstance(source, str) else source
     return validate(document, catalog, limits)
+
+
+def auth_references(graph: Graph, path: str = "$.steps") -> list[tuple[str, str]]:
+    """(JSON path of the step's `auth`, authentication id) for every step, loops included."""
+    found: list[tuple[str, str]] = []
+    for index, step in enumerate(graph.steps.values()):
+        if step.auth is not None:
+            found.append((f"{path}[{index}].auth", step.auth))
+        if step.body is not None:
+            found += auth_references(step.body, f"{path}[{index}].steps")
+    return found
+
+
+def _check_auth_references(conn: Connection, caller: Caller, definition: WorkflowDefinition
+                           ) -> None:
+    """A workflow may name only authentications its saver may use (shared ones, and its own
+    personal ones); checked at every save, so a run never needs to know who saved it."""
+    references = auth_references(definition.graph)
+    usable = usable_ids(conn, caller, {auth_id for _, auth_id in references})
+    issues = [Issue(where, f"no authentication {auth_id!r} you may use in this account")
+              for where, auth_id in references if auth_id not in usable]
+    if issues:
+        raise WorkflowInvalid(issues)
 
 
 def _version_row_id(workflow_id: str, version: int) -> str:
@@ -93,6 +118,7 @@ def create(
     workflow_id = str(uuid.uuid4())
     vault = cells[caller.region].vault
     with cells[caller.region].write() as conn:
+        _check_auth_references(conn, caller, definition)
         conn.execute(
             insert(workflows).values(
                 id=workflow_id,
@@ -125,6 +151,7 @@ def update_definition(
     vault = cells[caller.region].vault
     with cells[caller.region].write() as conn:
         row = _load(conn, caller, workflow_id)
+        _check_auth_references(conn, caller, definition)
         version = row.current_version + 1
         secret = _apply_trigger(conn, vault, caller, workflow_id, definition, now, previous=row)
         _insert_version(conn, vault, caller, workflow_id, version, definition, now)
@@ -347,3 +374,13 @@ class DefinitionCache:
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
         return definition
+
+    def forget_account(self, region: str, workflow_ids: list[str]) -> int:
+        """Drops the cached definitions of a deleted account's workflows, so no decrypted
+        document of it stays in memory. Entries are keyed by workflow, not account: the
+        caller lists the account's workflow ids. Returns how many entries went."""
+        ids = set(workflow_ids)
+        gone = [key for key in list(self._entries) if key[0] == region and key[1] in ids]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)

@@ -12,6 +12,7 @@ holds data.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Protocol
 
 import tink
@@ -51,6 +52,11 @@ class _TinkAdapter(aead.Aead):  # type: ignore[misc]  # tink ships no type infor
 
     def decrypt(self, ciphertext: bytes, associated_data: bytes) -> bytes:
         return self._inner.decrypt(ciphertext, associated_data)
+
+
+def prefix_of(key_id: int) -> bytes:
+    """The 5-byte Tink prefix every ciphertext of key `key_id` starts with."""
+    return bytes([_TINK_START_BYTE]) + key_id.to_bytes(_PREFIX_LEN - 1, "big")
 
 
 def key_id_of(ciphertext: bytes) -> int | None:
@@ -103,6 +109,21 @@ class Keyset:
                 key.status = tink_pb2.DISABLED
                 return Keyset(_handle_of(keyset))
         raise KeyVersionError(f"key {key_id} is not in this keyset")
+
+    def without_keys(self, key_ids: Iterable[int]) -> Keyset:
+        """Removal: the keys are deleted from the keyset, their material gone for good, so
+        their ciphertexts never decrypt again. The primary cannot be removed."""
+        drop = set(key_ids)
+        if self._primary in drop:
+            raise KeyVersionError("the primary key cannot be removed; rotate first")
+        unknown = drop - set(self.key_ids)
+        if unknown:
+            raise KeyVersionError(f"keys {sorted(unknown)} are not in this keyset")
+        keyset = self._proto()
+        kept = [key for key in keyset.key if key.key_id not in drop]
+        del keyset.key[:]
+        keyset.key.extend(kept)
+        return Keyset(_handle_of(keyset))
 
     # -- looking ---------------------------------------------------------------------------
     @property

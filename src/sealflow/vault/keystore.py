@@ -11,6 +11,13 @@ This module stores bytes; it never decrypts. Every read checks the tombstones fi
 same transaction, so a keyset row that reappears (an older key-store backup restored) is
 still refused. `apply_tombstones` is the hook a restore uses to carry the current tombstones
 into a restored key store and drop the keysets they name.
+
+The tombstones are also appended to a log file beside the key store (`TombstoneLog`,
+`<data_dir>/keys/<region>.tombstones`), which is never part of a key-store backup: a key
+store restored from before a shred lacks its tombstone, the log still has it. Reads refuse
+what the log names, and `sync_tombstone_log` (run at every start) drops the revived keysets.
+Writes run with SQLite's secure_delete and a shred checkpoints the WAL, so a deleted wrapped
+keyset does not linger in free pages or in the WAL file.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ from sealflow.clock import Clock
 from sealflow.db.migrate import alembic_config, upgrade
 from sealflow.db.tables import DateTime
 from sealflow.vault.errors import AccountShredded
+from sealflow.vault.tombstone_log import Tombstone as Tombstone  # re-exported
+from sealflow.vault.tombstone_log import TombstoneLog
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_keys"
@@ -112,18 +121,16 @@ class RewrapProgress:
         return self.remaining == 0
 
 
-@dataclass(frozen=True)
-class Tombstone:
-    account_id: str
-    shredded_at: datetime
-
-
 class KeyStore:
     """Wrapped keysets and tombstones of one region (bytes only; the Vault does the crypto)."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, tombstone_log: TombstoneLog | None = None
+    ) -> None:
         self.engine = engine
         self._clock = clock
+        self._log = tombstone_log
+        self._sqlite = engine.dialect.name == "sqlite"
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
@@ -136,10 +143,27 @@ class KeyStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
+            if self._sqlite:  # zero what a write frees: no old keyset left in free pages
+                conn.exec_driver_sql("PRAGMA secure_delete=ON")
             yield conn
 
-    @staticmethod
-    def _refuse_shredded(conn: Connection, account_id: str) -> None:
+    def _checkpoint(self) -> None:
+        """Moves the WAL into the file and truncates it, so the pages a shred zeroed replace
+        the old ones now, not at some later checkpoint (SQLite; best effort while readers
+        hold snapshots, the next checkpoint finishes it)."""
+        if not self._sqlite:
+            return
+        raw = self.engine.raw_connection()  # outside any transaction (the driver autocommits)
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            raw.close()
+
+    def _refuse_shredded(self, conn: Connection, account_id: str) -> None:
+        if self._log is not None and account_id in self._log:
+            raise AccountShredded(account_id)
         found = conn.execute(
             select(tombstones.c.account_id).where(tombstones.c.account_id == account_id)
         ).first()
@@ -248,7 +272,16 @@ class KeyStore:
     # -- shredding -------------------------------------------------------------------------
     def shred(self, account_id: str) -> bool:
         """Deletes the account's keyset and records its tombstone in one transaction. True the
-        first time, False if it was already shredded (idempotent)."""
+        first time, False if it was already shredded (idempotent). The tombstone log gets it
+        first: a crash in between leaves the log naming an account whose keyset the next
+        start (sync_tombstone_log) deletes, never a keyset without any record of its end."""
+        if self._log is not None:
+            self._log.append(Tombstone(account_id, self._clock.now()))
+        first = self._shred(account_id)
+        self._checkpoint()
+        return first
+
+    def _shred(self, account_id: str) -> bool:
         with self._write() as conn:
             conn.execute(delete(account_keysets).where(account_keysets.c.account_id == account_id))
             exists = conn.execute(
@@ -296,7 +329,23 @@ class KeyStore:
                     account_keysets.c.account_id.in_(select(tombstones.c.account_id))
                 )
             )
+        if result.rowcount:
+            self._checkpoint()
         return int(result.rowcount)
+
+    def sync_tombstone_log(self) -> int:
+        """At start: the log's tombstones into this store, dropping the keysets they name (a
+        key store restored from an older backup), and this store's tombstones into the log
+        (one whose line was lost). Returns how many keysets were dropped."""
+        if self._log is None:
+            return 0
+        logged = self._log.read()
+        dropped = self.apply_tombstones(logged)
+        known = {s.account_id for s in logged}
+        for stone in self.tombstones():
+            if stone.account_id not in known:
+                self._log.append(stone)
+        return dropped
 
 
 def _wrapped(row: Row[Any]) -> WrappedKeyset:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sealflow.clock import Clock
-from sealflow.vault._aead import Keyset, key_id_of
+from sealflow.vault._aead import Keyset, key_id_of, prefix_of
 from sealflow.vault.errors import DecryptionFailed, KeyVersionError
 from sealflow.vault.keystore import KeyStore, RewrapProgress, WrappedKeyset
 from sealflow.vault.providers.base import KeyProvider
@@ -88,6 +90,11 @@ class Vault:
         self._generation = 0  # bumped by every shred and rotation in this process
         self._lock = threading.Lock()
 
+    @property
+    def cache_ttl_s(self) -> float:
+        """How long an unwrapped keyset is reused before the key store is read again."""
+        return self._ttl
+
     # -- data ------------------------------------------------------------------------------
     def encrypt(
         self, account_id: str, table: str, row_id: str | int, column: str, plaintext: bytes
@@ -111,6 +118,21 @@ class Vault:
         if key_id is not None and key_id not in keyset.key_ids:
             keyset = self._keyset(account_id, create=False, fresh=True)  # rotated elsewhere
         return keyset.decrypt(body, self._data_aad(account_id, table, row_id, column))
+
+    def reencrypt(
+        self, account_id: str, table: str, row_id: str | int, column: str, ciphertext: bytes
+    ) -> bytes:
+        """The same plaintext sealed again, at the same place, under the account's current
+        primary data key (`keys rotate-data`); the plaintext never leaves the vault. Raises as
+        `decrypt` does."""
+        plaintext = self.decrypt(account_id, table, row_id, column, ciphertext)
+        return self.encrypt(account_id, table, row_id, column, plaintext)
+
+    @staticmethod
+    def ciphertext_prefix(key_id: int) -> bytes:
+        """The first bytes of every ciphertext of data key `key_id` (format byte and Tink
+        prefix), so stored values can be matched to their key without decrypting."""
+        return bytes([FORMAT_V1]) + prefix_of(key_id)
 
     @staticmethod
     def data_key_id(ciphertext: bytes) -> int | None:
@@ -144,6 +166,46 @@ class Vault:
         """The account's data key ids, oldest first; the last is the primary."""
         return self._keyset(account_id, create=False, fresh=True).key_ids
 
+    def primary_data_key_id(self, account_id: str) -> int:
+        """The account's current primary data key, read from the key store (not the cache)."""
+        return self._keyset(account_id, create=False, fresh=True).primary_key_id
+
+    def primary_settled_at(self, account_id: str) -> datetime:
+        """From when on every process sharing this key store (and this cache TTL) encrypts
+        with the account's current primary data key: its last rotation plus the cache TTL.
+        Until then a process may still hold the older keyset in its cache and seal new
+        values under an older key."""
+        stored = self._store.get(account_id)  # AccountShredded when tombstoned
+        if stored is None:
+            return self._clock.now()
+        changed = stored.rotated_at or stored.created_at
+        return changed + timedelta(seconds=self._ttl)
+
+    def remove_data_keys(self, account_id: str, key_ids: Iterable[int]) -> tuple[int, ...]:
+        """Deletes older data keys from the account's keyset and returns the ids removed (ids
+        already gone are skipped, so a retry is harmless). Their ciphertexts then fail with
+        DecryptionFailed for good: call this only once none is left (`keys rotate-data`).
+        The primary cannot be removed (KeyVersionError)."""
+        wanted = set(key_ids)
+        while True:
+            stored = self._load_stored(account_id, create=False)
+            keyset = self._unwrap(stored)
+            drop = tuple(k for k in keyset.key_ids if k in wanted)
+            if not drop:
+                return ()
+            smaller = keyset.without_keys(drop)  # refuses the primary
+            blob = smaller.wrap(self._provider, self._keyset_aad(account_id))
+            swapped = self._store.replace(
+                account_id,
+                expected=stored.blob,
+                blob=blob,
+                kek_version=self._provider.version,
+                rotated=False,
+            )
+            self._forget(account_id)
+            if swapped:
+                return drop
+
     # -- shredding -------------------------------------------------------------------------
     def shred(self, account_id: str) -> bool:
         """Destroys the account's data key (S7). From then on encrypt and decrypt for it raise
@@ -174,11 +236,18 @@ class Vault:
     def retire_kek(self, version: int) -> None:
         """Retires `version` and every older KEK version, refusing while any keyset is still
         wrapped under one of them (that keyset, and its account's data, would be lost)."""
+        current = self._provider.version
+        if version >= current:
+            raise KeyVersionError(
+                f"cannot retire KEK version {version} of region {self.region}: the current "
+                f"version is {current}; rotate first (`sealflow keys rotate`)"
+            )
         behind = sum(n for v, n in self._store.kek_version_counts().items() if v <= version)
         if behind:
             raise KeyVersionError(
                 f"{behind} account keysets of region {self.region} are still wrapped under "
-                f"KEK version {version} or older; rewrap them before retiring it"
+                f"KEK version {version} or older; finish the rotation (`sealflow keys rotate`) "
+                "before retiring it"
             )
         self._provider.retire(version)
 
@@ -202,7 +271,14 @@ class Vault:
         return encode_aad(_KEYSET_LABEL, self.region, account_id)
 
     def _unwrap(self, stored: WrappedKeyset) -> Keyset:
-        return Keyset.unwrap(stored.blob, self._provider, self._keyset_aad(stored.account_id))
+        try:
+            return Keyset.unwrap(stored.blob, self._provider, self._keyset_aad(stored.account_id))
+        except DecryptionFailed:  # say which keyset and which KEK version: the usual cause
+            raise DecryptionFailed(
+                f"the keyset of account {stored.account_id} (KEK version {stored.kek_version}) "
+                "could not be unwrapped: that KEK version is retired, or the keyset was "
+                "altered or moved"
+            ) from None
 
     def _load_stored(self, account_id: str, *, create: bool) -> WrappedKeyset:
         stored = self._store.get(account_id)  # AccountShredded when tombstoned

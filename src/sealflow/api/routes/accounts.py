@@ -1,4 +1,5 @@
-"""Accounts: operators create them (with the operator token); an account reads itself."""
+"""Accounts: operators create them (with the operator token); an account reads itself and
+can delete itself (D4, S7)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,21 @@ import hashlib
 import hmac
 from typing import Annotated
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
 from sealflow.api.deps import CallerDep, PlatformDep, bearer
 from sealflow.api.errors import ApiError
-from sealflow.api.schemas import AccountCreate, AccountCreated, AccountOut, errors
-from sealflow.services import accounts
+from sealflow.api.schemas import (
+    AccountCreate,
+    AccountCreated,
+    AccountDelete,
+    AccountDeleted,
+    AccountOut,
+    errors,
+)
+from sealflow.services import account_deletion, accounts
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -39,3 +48,28 @@ def create_account(body: AccountCreate, p: PlatformDep) -> AccountCreated:
 def read_account(who: CallerDep, p: PlatformDep) -> AccountOut:
     account = accounts.get_account(p.cells, who)
     return AccountOut(id=account.id, name=account.name, region=account.region)
+
+
+@router.delete("/account", response_model=AccountDeleted,
+               responses=errors(400, 401, 404, 409, 422, 429))
+def delete_account(body: AccountDelete, who: CallerDep, p: PlatformDep) -> AccountDeleted:
+    """Deletes the calling account for good: its keys are destroyed first (its data can never
+    be read again, backups included), then its tokens, workflows, executions and settings;
+    answers the deletion record. `confirm` must repeat the account's id."""
+    if body.confirm != who.account_id:
+        # 409, not 422: the body is well formed, it names another account than the caller.
+        raise ApiError(409, "confirm must repeat this account's id to delete it",
+                       code="confirmation_mismatch",
+                       extra={"issues": [{"path": "$.confirm",
+                                          "message": "must be this account's id"}]})
+
+    def forget(region: str, workflow_ids: list[str]) -> None:
+        # The definition cache belongs to the event loop's thread; this route runs in a
+        # worker thread (a large deletion must not stall the loop).
+        from_thread.run_sync(p.definitions.forget_account, region, workflow_ids)
+
+    record = account_deletion.delete_account(
+        p.cells, p.clock, region=who.region, account_id=who.account_id, forget=forget
+    )
+    return AccountDeleted(account_id=record.account_id, region=record.region,
+                          deleted_at=record.deleted_at, removed=record.removed)
