@@ -62,6 +62,9 @@ accounts = Table(
     Column("name", String(200), nullable=False),
     Column("region", String(8), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Account policies as JSON (redaction rules now; retention and login policies later).
+    # Configuration, not customer data: kept in clear so the platform can read it at start.
+    Column("settings", Text),
 )
 
 # Interim API tokens (issue 5 replaces them): only the SHA-256 of the token is stored.
