@@ -14,7 +14,7 @@ from sealflow.config import Settings
 from sealflow.connectors.registry import ConnectorRegistry
 from sealflow.connectors.ssrf import build_client
 from sealflow.core.limits import Limits
-from sealflow.core.secrets import Secret
+from sealflow.core.secrets import Secret, reveal_all
 from sealflow.db.engine import make_engine
 from sealflow.db.migrate import upgrade
 from sealflow.engine.interceptors import Chain, CredentialProvider, default_interceptors
@@ -220,6 +220,8 @@ async def _call_connector(call):  # type: ignore[no-untyped-def]
     """The end of the chain: the connector's own handler."""
     if call.credential is not None:
         call.ctx.credential = call.credential
+        # `$.auth` values resolved by the interceptor are Secret objects until here.
+        return await call.operation.handler(reveal_all(call.input), call.ctx)
     return await call.operation.handler(call.input, call.ctx)
 
 

@@ -117,7 +117,7 @@ def serve(
                              run_workers=workers and settings.embedded_workers)
     context = build_ssl_context(settings.tls())
     typer.echo(f"sealflow listening on https://{settings.host}:{settings.port}", err=True)
-    # No access log: request lines carry webhook tokens (issue 4 adds a redacted one).
+    # uvicorn's access log is off: ours (api/access_log) drops tokens, query values and IPs.
     tls_serve(asgi_app(application), settings.host, settings.port, context, log_config=None,
               access_log=False)
 

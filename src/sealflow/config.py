@@ -162,6 +162,10 @@ class Settings(BaseSettings):
         configured = self.regions[region].keystore_url if region in self.regions else ""
         return configured or default_keystore_url(self.data_dir, region)
 
+    def access_log_key_file(self) -> Path:
+        """The key that pseudonymises client addresses in the access log (api/access_log)."""
+        return self.data_dir / "keys" / "access-log.key"
+
     def key_file(self, region: str) -> Path:
         return self.data_dir / "keys" / f"{region}.kek.json"
 

@@ -1,5 +1,7 @@
-"""Logging set-up: JSON lines on stderr through structlog. Issue 4 adds the redaction
-processor here, the one entry point every log event passes."""
+"""Logging set-up: JSON lines on stderr through structlog. Every event, ours and those of
+the libraries (uvicorn's tracebacks included), passes `redact_event` last, just before it is
+rendered: the redactor in scope (a running execution's, else the default rules) masks its
+message, its fields and its formatted exception (S5)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,25 @@ import logging
 import sys
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from sealflow.redaction import scope
+
+_KEEP = frozenset({"level", "logger", "timestamp"})
+
+
+def redact_event(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    redactor = scope.current()
+    out: EventDict = {}
+    for key, value in event.items():
+        if key in _KEEP:
+            out[key] = value
+        elif isinstance(value, str | int | float | bool | None | list | dict):
+            # Field-name rules see the key; the key itself may come back masked.
+            out[key] = next(iter(redactor.value({key: value}).values()))
+        else:
+            out[key] = redactor.text(str(value))
+    return out
 
 
 def configure_logging(level: str = "info") -> None:
@@ -21,6 +41,7 @@ def configure_logging(level: str = "info") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_event,
             structlog.processors.JSONRenderer(),
         ],
     )

@@ -44,7 +44,7 @@ def _canary_flow(target: Target, canary: str) -> dict:
             {
                 "name": "shape",
                 "connector": "transform",
-                "input": {"expression": "{'from_trigger': $.trigger.body.secret}"},
+                "input": {"expression": "{'from_trigger': $.trigger.body.note}"},
             },
         ],
     }
@@ -64,10 +64,10 @@ def test_canary_is_absent_at_rest_and_readable_through_the_api(server, target):
     canary = "CANARY" + secrets.token_hex(12)
     with server.client(token) as client:
         wf = save(client, _canary_flow(target, canary))
-        done = run(client, wf["id"], {"secret": canary})
+        done = run(client, wf["id"], {"note": canary})
         document = client.get(f"/v1/workflows/{wf['id']}/versions/1").json()["document"]
     assert done["status"] == "succeeded", done
-    assert done["trigger"]["body"] == {"secret": canary}
+    assert done["trigger"]["body"] == {"note": canary}
     fetch, shape = done["steps"]
     assert fetch["output"]["body"] == {"echo": canary}
     assert any(canary in line["msg"] for line in fetch["logs"])
@@ -86,8 +86,8 @@ def test_a_moved_ciphertext_fails_with_a_clear_error(server, target):
     _, token = server.create_account("Mover")
     with server.client(token) as client:
         wf = save(client, _canary_flow(target, "moved" + secrets.token_hex(4)))
-        first = run(client, wf["id"], {"secret": "one"})
-        second = run(client, wf["id"], {"secret": "two"})
+        first = run(client, wf["id"], {"note": "one"})
+        second = run(client, wf["id"], {"note": "two"})
         db = sqlite3.connect(server.data_dir / "us.db", timeout=10)
         with db:
             db.execute(
@@ -103,14 +103,14 @@ def test_a_moved_ciphertext_fails_with_a_clear_error(server, target):
     assert error["code"] == "data_unreadable"
     assert "trigger_payload" in error["message"] and "Traceback" not in moved.text
     assert intact.status_code == 200
-    assert intact.json()["trigger"]["body"] == {"secret": "one"}
+    assert intact.json()["trigger"]["body"] == {"note": "one"}
 
 
 def test_a_shredded_account_answers_data_destroyed(server, target):
     account_id, token = server.create_account("Leaver")
     with server.client(token) as client:
         wf = save(client, _canary_flow(target, "gone" + secrets.token_hex(4)))
-        done = run(client, wf["id"], {"secret": "bye"})
+        done = run(client, wf["id"], {"note": "bye"})
     cells = build_cells(Settings(data_dir=server.data_dir))
     try:
         assert cells["us"].vault.shred(account_id)

@@ -30,7 +30,7 @@ FLOW = {
     "trigger": {"type": "manual"},
     "steps": [
         {"name": "shape", "connector": "transform",
-         "input": {"expression": "{'echo': $.trigger.body.secret}"}},
+         "input": {"expression": "{'echo': $.trigger.body.note}"}},
     ],
 }
 
@@ -98,7 +98,7 @@ def test_kek_rotation_resumes_and_retirement_stops_the_old_version(server, tmp_p
     key_file = server.data_dir / "keys" / "us.kek.json"
     with server.client(token) as client:
         wf = save(client, FLOW)
-        before = run(client, wf["id"], {"secret": "before"})
+        before = run(client, wf["id"], {"note": "before"})
         current = one_error_line(server.cli("keys", "retire", "--region", "us", "--version", "1",
                                             check=False))
         assert "cannot retire KEK version 1" in current and "current version is 1" in current
@@ -137,7 +137,7 @@ def test_kek_rotation_resumes_and_retirement_stops_the_old_version(server, tmp_p
             finally:
                 engine.dispose()
 
-        assert json.loads(old_copy_reads())["body"] == {"secret": "before"}  # v1 decrypts
+        assert json.loads(old_copy_reads())["body"] == {"note": "before"}  # v1 decrypts
         retired = server.cli("keys", "retire", "--region", "us", "--version", "1")
         assert "KEK versions up to 1 retired (current 2)" in retired.stdout
         with pytest.raises(DecryptionFailed, match=r"\(KEK version 1\) could not be unwrapped"):
@@ -148,8 +148,8 @@ def test_kek_rotation_resumes_and_retirement_stops_the_old_version(server, tmp_p
         assert every_value_opens(server) > 0
         # Everything current still decrypts: old records, and new ones written now.
         again = client.get(f"/v1/executions/{before['id']}")
-        after = run(client, wf["id"], {"secret": "after"})
-    assert again.status_code == 200 and again.json()["trigger"]["body"] == {"secret": "before"}
+        after = run(client, wf["id"], {"note": "after"})
+    assert again.status_code == 200 and again.json()["trigger"]["body"] == {"note": "before"}
     assert after["status"] == "succeeded" and after["result"] == {"echo": "after"}
 
 
@@ -157,7 +157,7 @@ def test_rotate_data_reencrypts_every_record_while_workflows_run(server):
     account_id, token = server.create_account("Data")
     with server.client(token) as client:
         wf = save(client, FLOW)
-        first = [run(client, wf["id"], {"secret": f"s{i}"}) for i in range(3)]
+        first = [run(client, wf["id"], {"note": f"s{i}"}) for i in range(3)]
         old_key = status(server, "--account", account_id)["data_keys"]
         assert len(old_key) == 1
         old_text = sealed(server, "SELECT trigger_payload FROM executions WHERE id = ?",
@@ -171,7 +171,7 @@ def test_rotate_data_reencrypts_every_record_while_workflows_run(server):
             with server.client(token) as c:
                 while not stop.is_set():
                     r = c.post(f"/v1/workflows/{wf['id']}/run",
-                               json={"input": {"secret": f"during{len(started)}"}})
+                               json={"input": {"note": f"during{len(started)}"}})
                     assert r.status_code == 202, r.text
                     started.append(r.json()["execution_id"])
                     stop.wait(0.05)  # below the API rate limit
@@ -197,7 +197,7 @@ def test_rotate_data_reencrypts_every_record_while_workflows_run(server):
         # Every API read still works, for the records from before and during the rotation.
         for i, e in enumerate(first):
             body = client.get(f"/v1/executions/{e['id']}").json()
-            assert body["trigger"]["body"] == {"secret": f"s{i}"}
+            assert body["trigger"]["body"] == {"note": f"s{i}"}
             assert body["result"] == {"echo": f"s{i}"}
         for d in during:
             r = client.get(f"/v1/executions/{d['id']}")

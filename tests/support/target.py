@@ -4,6 +4,7 @@ path, the last entry repeating."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -72,7 +73,9 @@ def start_target() -> Target:
             with target.lock:
                 target.requests.append(record)
                 script = target.scripts.get(parts.path)
-                if script:
+                if parts.path.startswith("/reflect"):
+                    status, headers, payload = _reflect(record)
+                elif script:
                     status, headers, payload = script[0] if len(script) == 1 else script.pop(0)
                 else:  # default: echo what was received
                     status, headers, payload = (
@@ -108,6 +111,20 @@ def start_target() -> Target:
     target = Target(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return target
+
+
+def _reflect(record: Recorded) -> tuple[int, dict[str, str], Any]:
+    """A careless third party: it reflects what it received (the credentials included) in
+    its body, in its headers, base64'd, and, under /reflect/fail, in an error message."""
+    received = json.dumps({"headers": record.headers, "query": record.query,
+                           "body": record.body.decode("utf-8", "replace")})
+    credential = record.headers.get("authorization") or record.headers.get("x-key") or \
+        record.query.get("key", "")
+    headers = {"X-Echo-Credential": credential, "Set-Cookie": f"session={credential}"}
+    if record.path.startswith("/reflect/fail"):
+        return 400, headers, {"error": f"invalid credential {credential!r} in {received}"}
+    return 200, headers, {"received": json.loads(received), "credential": credential,
+                          "b64": base64.b64encode(received.encode()).decode()}
 
 
 def _maybe_json(body: bytes) -> Any:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from sealflow.api import errors
+from sealflow.api.access_log import AccessLogMiddleware, Pseudonymiser, load_or_create_key
 from sealflow.api.deps import RateLimiter
 from sealflow.api.routes import (
     accounts,
@@ -65,7 +66,10 @@ def create_app(
 
 
 def asgi_app(app: FastAPI) -> ASGIApp:
-    """What the server runs: the app inside the security-header middleware. Outside, not
-    through add_middleware: Starlette's error middleware is always outermost and answers a
-    500 itself, so headers added inside it would be missing from exactly that answer."""
-    return SecurityHeadersMiddleware(app)
+    """What the server runs: the app inside the security-header middleware, inside the
+    access log. Outside, not through add_middleware: Starlette's error middleware is always
+    outermost and answers a 500 itself, so headers added inside it would be missing from
+    exactly that answer (and the log would miss its status)."""
+    settings = app.state.platform.settings
+    pseudonymise = Pseudonymiser(load_or_create_key(settings.access_log_key_file()))
+    return AccessLogMiddleware(SecurityHeadersMiddleware(app), pseudonymise)

@@ -21,6 +21,8 @@ from sealflow.core.errors import (
     SealflowError,
 )
 from sealflow.db.sealed import DataDestroyed, DataUnreadable
+from sealflow.identity.permissions import Forbidden
+from sealflow.redaction import scope
 from sealflow.services.accounts import Unauthenticated
 from sealflow.services.webhooks import BadSignature
 
@@ -29,6 +31,7 @@ log = logging.getLogger("sealflow.api")
 _STATUS: list[tuple[type[SealflowError], int]] = [
     (Unauthenticated, 401),
     (BadSignature, 401),
+    (Forbidden, 403),  # a role without the permission (identity.permissions)
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),
@@ -54,7 +57,10 @@ class ApiError(SealflowError):
 
 def error_response(status: int, body: dict[str, object],
                    headers: dict[str, str] | None = None) -> JSONBytes:
-    return JSONBytes({"error": body}, status_code=status, headers=headers)
+    """Every error answer of the API, redacted (S5): a message that quotes a value (a
+    token format, a card number, a secret of the run in scope) never carries it out."""
+    return JSONBytes({"error": scope.current().value(body)}, status_code=status,
+                     headers=headers)
 
 
 def _loc_to_path(loc: tuple[object, ...]) -> str:

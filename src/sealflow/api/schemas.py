@@ -257,3 +257,24 @@ class AccountDeleted(BaseModel):
     region: str
     deleted_at: datetime
     removed: dict[str, int] = Field(description="Rows removed, per table")
+
+
+class RedactionSettings(_In):
+    extra_field_names: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=200,
+        description="Field names masked in addition to the defaults (password, token, "
+        "authorization, ...); case-insensitive")
+    disabled_detectors: list[Literal["aws", "github", "slack", "stripe", "jwt", "pem",
+                                     "card"]] = Field(
+        default_factory=list, description="Token-format detectors turned off for this account")
+
+
+class AccountSettings(BaseModel):
+    # Not an _In: its sections are _In models themselves, which check their own values.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    redaction: RedactionSettings | None = None
+
+
+class AccountSettingsOut(BaseModel):
+    redaction: dict[str, Any]

@@ -33,6 +33,9 @@ class Credential:
     name: str
     type: str
     fields: Mapping[str, Secret | str]
+    # Secrets a connector does not use but redaction must know (an OAuth refresh or id
+    # token): they must never be recorded either.
+    also_secret: tuple[Secret, ...] = ()
 
     def secret(self, name: str) -> str:
         value = self.fields[name]

@@ -27,3 +27,15 @@ class Secret:
 
     def __reduce__(self) -> str | tuple[object, ...]:  # never pickled by accident
         raise TypeError("Secret values cannot be pickled")
+
+
+def reveal_all(value: object) -> object:
+    """The value with every Secret inside replaced by its text: what a connector receives,
+    at the very end of the step chain (the recorded input keeps `$.auth` references)."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, dict):
+        return {k: reveal_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal_all(v) for v in value]
+    return value

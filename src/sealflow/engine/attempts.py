@@ -20,6 +20,7 @@ from sealflow.core.limits import Limits
 from sealflow.core.workflows import Step
 from sealflow.engine.context import RunStepContext
 from sealflow.engine.interceptors import Chain, StepCall
+from sealflow.redaction.redactor import Redactor
 
 # A connector's own deadline error is clearer than ours: give it a moment to win the race.
 TIMEOUT_GRACE_S = 1.0
@@ -47,6 +48,7 @@ class Where:
     account_id: str
     execution_id: str
     path: str
+    redactor: Redactor | None = None  # the execution's (S5)
 
 
 # (step, timeout, scope, logs) -> the context a connector gets for one attempt
@@ -101,6 +103,7 @@ class StepAttempts:
                 attempt=attempt,
                 ctx=ctx,
                 auth_types=connector.auth_types,
+                redactor=where.redactor,
             )
             err: SealflowError
             try:

@@ -22,8 +22,10 @@ from sealflow.connectors.base import Credential, Operation
 from sealflow.core.errors import ConnectorError, LimitExceeded
 from sealflow.core.expressions import resolve
 from sealflow.core.limits import Limits
+from sealflow.core.secrets import Secret
 from sealflow.core.workflows import Step
 from sealflow.db.codec import dumps_bytes
+from sealflow.redaction.redactor import Redactor
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class StepCall:
     ctx: Any  # engine.context.RunStepContext; typed loosely to avoid an import cycle
     credential: Credential | None = None
     auth_types: tuple[str, ...] = ()  # what the step's connector accepts (S1)
+    # The execution's redactor: every secret a step uses joins it before the call (S5).
+    redactor: Redactor | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -132,6 +136,21 @@ def _unauthorized(err: ConnectorError) -> bool:
     return err.details.get("status") == 401
 
 
+def remember_secrets(redactor: Redactor | None, credential: Credential) -> None:
+    """Every secret value of the credential (and, for basic, the header form of the pair)
+    joins the execution's redactor before a connector can see it, so whatever the step
+    records afterwards is masked."""
+    if redactor is None:
+        return
+    for value in (*credential.fields.values(), *credential.also_secret):
+        if isinstance(value, Secret):
+            redactor.add_secret(credential.name, value.reveal())
+    if credential.type == "basic":
+        user, password = credential.fields.get("username"), credential.fields.get("password")
+        if isinstance(user, Secret) and isinstance(password, Secret):
+            redactor.add_basic_pair(credential.name, user.reveal(), password.reveal())
+
+
 class AuthenticationInterceptor:
     """Resolves the step's authentication and its `$.auth.<field>` references, just before
     the connector call and nowhere else (S1). Values stay Secret objects. An OAuth access
@@ -152,6 +171,7 @@ class AuthenticationInterceptor:
                 retryable=False,
             )
         credential = await self._provider.get(call.region, call.account_id, auth_id)
+        remember_secrets(call.redactor, credential)
         if call.auth_types and credential.type not in call.auth_types:
             raise ConnectorError(
                 f"step {call.step.name}: connector {call.step.connector} does not accept "
@@ -164,6 +184,7 @@ class AuthenticationInterceptor:
                 raise
         credential = await self._provider.get(call.region, call.account_id, auth_id,
                                               force_refresh=True)
+        remember_secrets(call.redactor, credential)
         return await self._call(call, credential, proceed)
 
     @staticmethod

@@ -30,7 +30,10 @@ from sealflow.engine.interceptors import Chain
 from sealflow.engine.notify import ResponseHub
 from sealflow.engine.state import RunState, Stop, error_record
 from sealflow.engine.walker import GraphWalker
+from sealflow.redaction import scope as redaction_scope
+from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cells
+from sealflow.services.account_settings import RedactionPolicies
 from sealflow.services.workflows import DefinitionCache
 
 
@@ -62,8 +65,10 @@ class Runner:
         platform_retry: PlatformRetry,
         dispatch: Callable[[str, str], None],
         rng: random.Random | None = None,
+        redaction: RedactionPolicies | None = None,
     ) -> None:
         self.cells = cells
+        self.redaction = redaction or RedactionPolicies(cells, clock)
         self.definitions = definitions
         self.limits = limits
         self.clock = clock
@@ -120,6 +125,7 @@ class Runner:
             deadline=started + timedelta(seconds=self.limits.execution_wall_time_s),
             seq=max((s.seq for s in steps_done.values()), default=0),
             steps_run=row.steps_run,
+            redactor=Redactor(self.redaction.get(region, row.account_id)),
             response_sent=row.response is not None,
         )
         if definition is None:
@@ -140,7 +146,8 @@ class Runner:
         except SealflowError as exc:
             return self._finish(run, Status.FAILED, error=error_record(exc))
         scope: dict[str, Any] = {"trigger": trigger, "steps": {}}
-        main = asyncio.ensure_future(self._walk_with_deadline(run, definition.graph, scope))
+        with redaction_scope.using(run.redactor):  # the task (and its logs) runs with it
+            main = asyncio.ensure_future(self._walk_with_deadline(run, definition.graph, scope))
         beat = asyncio.ensure_future(self._heartbeat(run, main))
         try:
             try:
@@ -210,6 +217,8 @@ class Runner:
         if run.row.respond_wait and not run.response_sent:
             response = self._default_response(run.row.id, status, result)
         response = run.pending_response or response
+        # The end is recorded and published redacted (S5), like every step record.
+        result, error, response = (run.redactor.value(v) for v in (result, error, response))
         try:
             try:
                 self._write_end(run, status, result, error, response)

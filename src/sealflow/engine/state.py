@@ -9,6 +9,7 @@ from typing import Any
 
 from sealflow.core.errors import SealflowError
 from sealflow.engine import records
+from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cell
 
 
@@ -29,6 +30,8 @@ class RunState:
     deadline: datetime
     seq: int
     steps_run: int
+    # Its account's rules and every secret the run has touched; masks what is recorded.
+    redactor: Redactor
     response_sent: bool = False
     stop_reason: str | None = None  # "cancelled" | "lease_lost" | "shutdown"
     # The webhook answer of a respond step, written with that step's record, then published.

@@ -190,7 +190,7 @@ class GraphWalker:
                 respond=lambda status, body, headers: self._respond(run, status, body, headers),
             )
 
-        where = Where(run.cell.region, run.row.account_id, run.row.id, path)
+        where = Where(run.cell.region, run.row.account_id, run.row.id, path, run.redactor)
         return await self.attempts.run(step, scope, where, make_ctx)
 
     def _record(
@@ -213,6 +213,9 @@ class GraphWalker:
         run.seq += 1
         run.steps_run += 1
         now = self.clock.now()
+        # What is recorded is redacted (S5); the scope the next steps read keeps the values.
+        redact = run.redactor.value
+        input_, output, error, logs = redact(input_), redact(output), redact(error), redact(logs)
         record = records.StepRecord(
             path=path,
             name=step.name,
@@ -277,7 +280,8 @@ class GraphWalker:
                 "this execution has already answered its webhook", code="already_responded"
             )
         # Written with this step's record (one transaction), published after its commit.
-        run.pending_response = {"status": status, "headers": dict(headers), "body": body}
+        run.pending_response = run.redactor.value(
+            {"status": status, "headers": dict(headers), "body": body})
         run.response_sent = True
 
     async def _call(self, run: RunState, workflow_id: str, payload: Any, wait: bool) -> Any:

@@ -138,7 +138,10 @@ class StoredCredentials:
             fields[name] = Secret(value, row.name)
         if opened.tokens.get("access_token"):
             fields["access_token"] = Secret(opened.tokens["access_token"], row.name)
-        return Credential(id=row.id, name=row.name, type=row.type, fields=fields)
+        also = tuple(Secret(opened.tokens[k], row.name) for k in ("refresh_token", "id_token")
+                     if opened.tokens.get(k))
+        return Credential(id=row.id, name=row.name, type=row.type, fields=fields,
+                          also_secret=also)
 
     def _touch(self, cell: Cell, row: Any) -> None:
         now = self._clock.now()

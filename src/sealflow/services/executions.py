@@ -17,7 +17,9 @@ from sealflow.core.errors import Conflict, InvalidInput, Issue, NotFound
 from sealflow.core.executions import TERMINAL, Status
 from sealflow.db.sealed import open_, seal, step_row_id
 from sealflow.db.tables import executions, step_runs, workflows
+from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cells
+from sealflow.services.account_settings import policy_for
 from sealflow.services.accounts import Caller
 from sealflow.vault.vault import Vault
 
@@ -209,8 +211,11 @@ def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
         return open_(vault, account, "step_runs", row_id, column, getattr(s, column))
 
     out = _summary(vault, row)
+    # The trigger is stored as received (a replay needs it whole); shown, it is redacted by
+    # the account's rules (S5). Step records and results were redacted when recorded.
+    shown = Redactor(policy_for(cell, account))
     out.update(
-        trigger=opened("trigger_payload"),
+        trigger=shown.value(opened("trigger_payload")),
         result=opened("result"),
         response=opened("response"),
         platform_attempts=row.platform_attempts,

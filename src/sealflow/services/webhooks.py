@@ -30,6 +30,7 @@ _DROPPED_HEADERS = {
     "authorization",
     "cookie",
     "proxy-authorization",
+    "x-api-key",
     "connection",
     "content-length",
     "host",

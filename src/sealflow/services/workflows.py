@@ -23,7 +23,9 @@ from sealflow.core.limits import Limits
 from sealflow.core.workflows import Catalog, WorkflowDefinition, parse_text, validate
 from sealflow.db.sealed import open_, seal
 from sealflow.db.tables import schedule_state, workflow_versions, workflows
+from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cell, Cells
+from sealflow.services.account_settings import policy_for
 from sealflow.services.accounts import Caller
 from sealflow.services.authentications import usable_ids
 from sealflow.vault.vault import Vault
@@ -274,18 +276,30 @@ def get_version(cells: Cells, caller: Caller, workflow_id: str, version: int) ->
         ).first()
     if row is None:
         raise NotFound(f"version {version} of workflow {workflow_id} not found")
-    return {
-        "version": row.version,
-        "created_at": row.created_at,
-        "document": open_(
-            cells[caller.region].vault,
-            caller.account_id,
-            "workflow_versions",
-            _version_row_id(workflow_id, version),
-            "document",
-            row.document,
-        ),
-    }
+    document = open_(cells[caller.region].vault, caller.account_id, "workflow_versions",
+                     _version_row_id(workflow_id, version), "document", row.document)
+    redactor = Redactor(policy_for(cells[caller.region], caller.account_id))
+    return {"version": row.version, "created_at": row.created_at,
+            "document": redact_document(redactor, document)}
+
+
+def redact_document(redactor: Redactor, document: Any) -> Any:
+    """A workflow document as shown or exported (S5): a secret pasted into it as a literal is
+    masked (by field name, token format or card number), while references and templates
+    (`$.auth.token`, `Bearer {{ $.auth.token }}`) are kept, so the export still imports."""
+    if isinstance(document, dict):
+        out = {}
+        for key, value in document.items():
+            if isinstance(value, str) and ("$." in value or "{{" in value):
+                out[key] = value
+            elif isinstance(value, dict | list):
+                out[key] = redact_document(redactor, value)
+            else:
+                out[key] = next(iter(redactor.value({key: value}).values()))
+        return out
+    if isinstance(document, list):
+        return [redact_document(redactor, v) for v in document]
+    return redactor.value(document)
 
 
 def list_versions(cells: Cells, caller: Caller, workflow_id: str) -> list[dict[str, Any]]:

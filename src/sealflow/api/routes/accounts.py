@@ -19,9 +19,11 @@ from sealflow.api.schemas import (
     AccountDelete,
     AccountDeleted,
     AccountOut,
+    AccountSettings,
+    AccountSettingsOut,
     errors,
 )
-from sealflow.services import account_deletion, accounts
+from sealflow.services import account_deletion, account_settings, accounts
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -73,3 +75,20 @@ def delete_account(body: AccountDelete, who: CallerDep, p: PlatformDep) -> Accou
     )
     return AccountDeleted(account_id=record.account_id, region=record.region,
                           deleted_at=record.deleted_at, removed=record.removed)
+
+
+@router.get("/account/settings", response_model=AccountSettingsOut,
+            responses=errors(401, 404, 429))
+def read_settings(who: CallerDep, p: PlatformDep) -> AccountSettingsOut:
+    return AccountSettingsOut(**account_settings.read(p.cells, who))
+
+
+@router.patch("/account/settings", response_model=AccountSettingsOut,
+              responses=errors(400, 401, 404, 422, 429))
+def change_settings(body: AccountSettings, who: CallerDep, p: PlatformDep
+                    ) -> AccountSettingsOut:
+    """Replaces the sections given (redaction: extra field names, detectors turned off). The
+    defaults always apply; running servers see a change within 30 seconds."""
+    changes = {name: getattr(body, name).model_dump() for name in body.model_fields_set
+               if getattr(body, name) is not None}
+    return AccountSettingsOut(**account_settings.change(p.cells, who, changes))

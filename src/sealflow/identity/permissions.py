@@ -1,0 +1,133 @@
+"""Roles, permissions and the one `authorize()` (SPEC I1, DESIGN house rule 4). The whole
+matrix is `MATRIX` below: change who may do what there, and nowhere else.
+
+Roles rise in privilege, each holding everything of the ones below it:
+- viewer   reads workflows, executions, authentications (never their secrets), members;
+- operator also runs workflows and cancels or replays executions;
+- builder  also writes workflows, authentications and stored data;
+- admin    also manages members (not owners), settings, security policy, tokens, keys,
+           data subject requests, and reads the audit trail;
+- owner    also deletes the account, manages owners and SSO.
+Platform staff are not members: their role holds nothing, and they see customer data only
+through a justified, time-bound grant (SPEC I7), checked elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from sealflow.core.errors import SealflowError
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    BUILDER = "builder"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+class StaffRole(StrEnum):
+    STAFF = "staff"
+
+
+class Permission(StrEnum):
+    ACCOUNT_READ = "account.read"
+    ACCOUNT_DELETE = "account.delete"
+    SETTINGS_WRITE = "settings.write"  # retention and other account settings
+    SECURITY_MANAGE = "security.manage"  # require a second factor, session timeouts
+    SSO_MANAGE = "sso.manage"
+    MEMBERS_READ = "members.read"
+    MEMBERS_MANAGE = "members.manage"  # invite, remove, change roles below owner
+    OWNERS_MANAGE = "owners.manage"  # make or unmake an owner
+    WORKFLOWS_READ = "workflows.read"
+    WORKFLOWS_WRITE = "workflows.write"  # validate, create, update, delete
+    WORKFLOWS_RUN = "workflows.run"
+    EXECUTIONS_READ = "executions.read"
+    EXECUTIONS_MANAGE = "executions.manage"  # cancel, replay
+    AUTHENTICATIONS_READ = "authentications.read"  # metadata only: secrets are never shown
+    AUTHENTICATIONS_WRITE = "authentications.write"  # create, change, delete, connect, test
+    STORAGE_READ = "storage.read"
+    STORAGE_WRITE = "storage.write"
+    TOKENS_MANAGE = "tokens.manage"  # the account's API tokens
+    KEYS_MANAGE = "keys.manage"  # rotate the account's keys
+    AUDIT_READ = "audit.read"  # read and export the account's audit trail
+    SUBJECT_REQUESTS_MANAGE = "subject_requests.manage"  # export or erase a person (D5)
+
+
+_RANK = (Role.VIEWER, Role.OPERATOR, Role.BUILDER, Role.ADMIN, Role.OWNER)
+
+
+def _from(lowest: Role) -> frozenset[Role]:
+    return frozenset(_RANK[_RANK.index(lowest) :])
+
+
+_P = Permission
+# Who holds each permission: the lowest role that does, and every role above it.
+MATRIX: Mapping[Permission, frozenset[Role]] = {
+    _P.ACCOUNT_READ: _from(Role.VIEWER),
+    _P.ACCOUNT_DELETE: _from(Role.OWNER),
+    _P.SETTINGS_WRITE: _from(Role.ADMIN),
+    _P.SECURITY_MANAGE: _from(Role.ADMIN),
+    # The identity provider decides who signs in as whom, so whoever configures it can
+    # become any member, owners included: only owners.
+    _P.SSO_MANAGE: _from(Role.OWNER),
+    _P.MEMBERS_READ: _from(Role.VIEWER),
+    _P.MEMBERS_MANAGE: _from(Role.ADMIN),
+    _P.OWNERS_MANAGE: _from(Role.OWNER),
+    _P.WORKFLOWS_READ: _from(Role.VIEWER),
+    _P.WORKFLOWS_WRITE: _from(Role.BUILDER),
+    _P.WORKFLOWS_RUN: _from(Role.OPERATOR),
+    _P.EXECUTIONS_READ: _from(Role.VIEWER),
+    _P.EXECUTIONS_MANAGE: _from(Role.OPERATOR),
+    _P.AUTHENTICATIONS_READ: _from(Role.VIEWER),
+    _P.AUTHENTICATIONS_WRITE: _from(Role.BUILDER),
+    _P.STORAGE_READ: _from(Role.VIEWER),
+    _P.STORAGE_WRITE: _from(Role.BUILDER),
+    _P.TOKENS_MANAGE: _from(Role.ADMIN),
+    _P.KEYS_MANAGE: _from(Role.ADMIN),
+    _P.AUDIT_READ: _from(Role.ADMIN),
+    _P.SUBJECT_REQUESTS_MANAGE: _from(Role.ADMIN),
+}
+
+
+class Forbidden(SealflowError):
+    """The caller is signed in but its role does not allow this (HTTP 403)."""
+
+    code = "forbidden"
+
+    def __init__(self, role: str, permission: Permission, message: str | None = None) -> None:
+        super().__init__(message or f"the {role} role does not have {permission.value}")
+        self.role = role
+        self.permission = permission
+
+    def as_dict(self) -> dict[str, object]:
+        return {**super().as_dict(), "permission": self.permission.value}
+
+
+def role_permissions(role: Role | StaffRole | str) -> frozenset[Permission]:
+    """Everything `role` may do; nothing for staff or for a role this version does not know."""
+    return frozenset(p for p, roles in MATRIX.items() if role in roles)
+
+
+def has_permission(role: Role | StaffRole | str, permission: Permission) -> bool:
+    return role in MATRIX.get(permission, frozenset())
+
+
+def authorize(role: Role | StaffRole | str, permission: Permission) -> None:
+    """Return if `role` holds `permission`, else raise Forbidden. Fails closed: an unknown
+    role (a value stored by a newer version, a typo) holds nothing."""
+    if not has_permission(role, permission):
+        raise Forbidden(str(role), permission)
+
+
+def authorize_role_change(
+    actor: Role | StaffRole | str, old: Role | None, new: Role | None
+) -> None:
+    """May `actor` change a member's role from `old` to `new` (None: not a member, i.e. an
+    invitation or a removal)? Members below owner need members.manage; making or unmaking an
+    owner needs owners.manage. (Keeping at least one owner is the store's rule.)"""
+    authorize(actor, Permission.MEMBERS_MANAGE)
+    if Role.OWNER in (old, new):
+        authorize(actor, Permission.OWNERS_MANAGE)

@@ -1,0 +1,90 @@
+"""Account settings (policies kept as JSON in accounts.settings): the redaction rules now
+(S5, D7: extra field names, detectors turned off); retention and login policies later.
+
+The runner asks for an account's redaction policy at the start of every execution; a small
+cache (TTL of the injected clock) keeps that off the database on the hot path. A change made
+by another process is seen within the TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+
+from sealflow.clock import Clock
+from sealflow.core.errors import InvalidInput, Issue, NotFound
+from sealflow.db.tables import accounts
+from sealflow.redaction.redactor import RedactionPolicy
+from sealflow.regions.cells import Cell, Cells
+from sealflow.services.accounts import Caller
+
+POLICY_TTL_S = 30.0
+SECTIONS = ("redaction",)
+
+
+def _load(cell: Cell, account_id: str) -> dict[str, Any]:
+    with cell.read() as conn:
+        row = conn.execute(select(accounts.c.settings).where(accounts.c.id == account_id)
+                           ).first()
+    if row is None:
+        raise NotFound("account not found")
+    value = orjson.loads(row.settings) if row.settings else {}
+    return value if isinstance(value, dict) else {}
+
+
+def policy_for(cell: Cell, account_id: str) -> RedactionPolicy:
+    """The account's redaction policy, read now (never less than the defaults)."""
+    try:
+        return RedactionPolicy.from_settings(_load(cell, account_id).get("redaction"))
+    except (NotFound, InvalidInput):
+        return RedactionPolicy.default()
+
+
+def read(cells: Cells, caller: Caller) -> dict[str, Any]:
+    settings = _load(cells[caller.region], caller.account_id)
+    return {"redaction": settings.get("redaction") or {}}
+
+
+def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Replaces the given sections; each is validated before anything is written."""
+    unknown = [k for k in body if k not in SECTIONS]
+    if unknown:
+        raise InvalidInput("invalid settings", [
+            Issue(f"$.{k}", f"unknown section; known: {', '.join(SECTIONS)}") for k in unknown])
+    cell = cells[caller.region]
+    if "redaction" in body:
+        RedactionPolicy.from_settings(body["redaction"])  # InvalidInput naming the field
+    with cell.write() as conn:
+        row = conn.execute(select(accounts.c.settings).where(
+            accounts.c.id == caller.account_id)).first()
+        if row is None:
+            raise NotFound("account not found")
+        current = orjson.loads(row.settings) if row.settings else {}
+        current.update(body)
+        conn.execute(update(accounts).where(accounts.c.id == caller.account_id)
+                     .values(settings=orjson.dumps(current).decode()))
+    return {"redaction": current.get("redaction") or {}}
+
+
+class RedactionPolicies:
+    """account id -> its RedactionPolicy, cached for POLICY_TTL_S."""
+
+    def __init__(self, cells: Cells, clock: Clock, ttl_s: float = POLICY_TTL_S) -> None:
+        self._cells = cells
+        self._clock = clock
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, RedactionPolicy]] = {}
+
+    def get(self, region: str, account_id: str) -> RedactionPolicy:
+        now = self._clock.monotonic()
+        hit = self._cache.get(account_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        policy = policy_for(self._cells[region], account_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[account_id] = (now, policy)
+        return policy

@@ -1,0 +1,129 @@
+"""The permission matrix (SPEC I1) and `authorize()`. The table below is written out by hand on
+purpose: any change to the matrix must change this test too."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sealflow.core.errors import SealflowError
+from sealflow.identity.permissions import (
+    MATRIX,
+    Forbidden,
+    Permission,
+    Role,
+    StaffRole,
+    authorize,
+    authorize_role_change,
+    has_permission,
+    role_permissions,
+)
+
+ROLES = ("owner", "admin", "builder", "operator", "viewer")
+Y, N = True, False
+
+# fmt: off
+# permission                  owner admin builder operator viewer
+EXPECTED: dict[str, tuple[bool, bool, bool, bool, bool]] = {
+    "account.read":             (Y, Y, Y, Y, Y),
+    "account.delete":           (Y, N, N, N, N),
+    "settings.write":           (Y, Y, N, N, N),
+    "security.manage":          (Y, Y, N, N, N),
+    "sso.manage":               (Y, N, N, N, N),
+    "members.read":             (Y, Y, Y, Y, Y),
+    "members.manage":           (Y, Y, N, N, N),
+    "owners.manage":            (Y, N, N, N, N),
+    "workflows.read":           (Y, Y, Y, Y, Y),
+    "workflows.write":          (Y, Y, Y, N, N),
+    "workflows.run":            (Y, Y, Y, Y, N),
+    "executions.read":          (Y, Y, Y, Y, Y),
+    "executions.manage":        (Y, Y, Y, Y, N),
+    "authentications.read":     (Y, Y, Y, Y, Y),
+    "authentications.write":    (Y, Y, Y, N, N),
+    "storage.read":             (Y, Y, Y, Y, Y),
+    "storage.write":            (Y, Y, Y, N, N),
+    "tokens.manage":            (Y, Y, N, N, N),
+    "keys.manage":              (Y, Y, N, N, N),
+    "audit.read":               (Y, Y, N, N, N),
+    "subject_requests.manage":  (Y, Y, N, N, N),
+}
+# fmt: on
+
+
+def test_the_table_covers_every_permission_and_role() -> None:
+    assert set(EXPECTED) == {p.value for p in Permission}
+    assert set(MATRIX) == set(Permission)
+    assert tuple(r.value for r in Role) == ROLES
+
+
+@pytest.mark.parametrize("permission", sorted(EXPECTED))
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_and_permission(role: str, permission: str) -> None:
+    expected = EXPECTED[permission][ROLES.index(role)]
+    assert has_permission(Role(role), Permission(permission)) is expected
+    assert (Permission(permission) in role_permissions(Role(role))) is expected
+    if expected:
+        authorize(Role(role), Permission(permission))
+        authorize(role, Permission(permission))  # the stored string works as well
+    else:
+        with pytest.raises(Forbidden):
+            authorize(Role(role), Permission(permission))
+
+
+def test_each_role_holds_everything_of_the_roles_below_it() -> None:
+    held = [role_permissions(Role(r)) for r in ROLES]
+    for higher, lower in itertools.pairwise(held):
+        assert lower < higher
+
+
+def test_forbidden_names_the_role_and_the_permission() -> None:
+    with pytest.raises(Forbidden) as caught:
+        authorize(Role.VIEWER, Permission.WORKFLOWS_WRITE)
+    error = caught.value
+    assert isinstance(error, SealflowError)
+    assert error.code == "forbidden" and not error.retryable
+    assert "viewer" in error.message and "workflows.write" in error.message
+    assert error.as_dict() == {
+        "code": "forbidden",
+        "message": "the viewer role does not have workflows.write",
+        "retryable": False,
+        "permission": "workflows.write",
+    }
+    assert (error.role, error.permission) == ("viewer", Permission.WORKFLOWS_WRITE)
+
+
+@pytest.mark.parametrize("role", [StaffRole.STAFF, "staff", "superuser", "OWNER", "", "root"])
+def test_staff_and_unknown_roles_hold_nothing(role: str) -> None:
+    assert role_permissions(role) == frozenset()
+    for permission in Permission:
+        assert not has_permission(role, permission)
+        with pytest.raises(Forbidden):
+            authorize(role, permission)
+
+
+@pytest.mark.parametrize(
+    ("actor", "old", "new", "allowed"),
+    [
+        (Role.OWNER, None, Role.OWNER, True),  # invite an owner
+        (Role.OWNER, Role.OWNER, Role.ADMIN, True),  # unmake an owner
+        (Role.OWNER, Role.VIEWER, None, True),  # remove a member
+        (Role.ADMIN, None, Role.ADMIN, True),
+        (Role.ADMIN, Role.BUILDER, Role.VIEWER, True),
+        (Role.ADMIN, Role.ADMIN, None, True),
+        (Role.ADMIN, None, Role.OWNER, False),  # an admin cannot make an owner
+        (Role.ADMIN, Role.OWNER, Role.ADMIN, False),  # nor demote one
+        (Role.ADMIN, Role.OWNER, None, False),  # nor remove one
+        (Role.BUILDER, None, Role.VIEWER, False),
+        (Role.VIEWER, Role.VIEWER, None, False),
+        (StaffRole.STAFF, None, Role.VIEWER, False),
+    ],
+)
+def test_role_changes(
+    actor: Role | StaffRole, old: Role | None, new: Role | None, allowed: bool
+) -> None:
+    if allowed:
+        authorize_role_change(actor, old, new)
+    else:
+        with pytest.raises(Forbidden):
+            authorize_role_change(actor, old, new)
