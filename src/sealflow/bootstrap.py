@@ -24,6 +24,7 @@ from sealflow.engine.triggers import ScheduleTicker
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.credentials import StoredCredentials
+from sealflow.services.storage import sweep_ended_executions
 from sealflow.services.workflows import DefinitionCache
 from sealflow.vault.errors import KeyProviderError
 from sealflow.vault.keystore import KeyStore, upgrade_keystore
@@ -199,7 +200,8 @@ def build_platform(
     )
     queue = EmbeddedQueue(cells=cells, runner=runner, settings=settings.worker, clock=clock)
     queue_ref.append(queue)
-    ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch)
+    ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch,
+                            housekeeping=[sweep_ended_executions])
     return Platform(
         settings=settings,
         cells=cells,

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import func, select
 
+from sealflow.cli_audit import audit_app
 from sealflow.cli_common import _fail, _overrides, _print_json, _settings
 from sealflow.cli_keys import keys_app
 from sealflow.config import Settings
@@ -26,6 +27,7 @@ accounts_app = typer.Typer(help="Accounts and their API tokens (operator command
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 
@@ -317,9 +319,14 @@ def main() -> None:
     try:
         app()
     except SealflowError as err:
-        typer.echo(f"error: {err.message}", err=True)
-        for issue in getattr(err, "issues", []):
-            typer.echo(f"  {issue.path}: {issue.message}", err=True)
+        issues = getattr(err, "issues", [])
+        if len(issues) == 1 and issues[0].path not in err.message:
+            # One issue: one line, saying where.
+            typer.echo(f"error: {err.message}: {issues[0].path}: {issues[0].message}", err=True)
+        else:
+            typer.echo(f"error: {err.message}", err=True)
+            for issue in issues if len(issues) > 1 else []:
+                typer.echo(f"  {issue.path}: {issue.message}", err=True)
         sys.exit(2)
 
 

@@ -84,6 +84,8 @@ class LimitSettings(_Frozen):
     max_call_depth: int = Field(8, gt=0)
     api_rate_per_s: float = Field(30.0, gt=0)
     api_burst: int = Field(50, gt=0)
+    storage_value_bytes: int = Field(400_000, gt=0)
+    storage_key_length: int = Field(512, gt=0)
 
     def to_core(self) -> Limits:
         return Limits(**self.model_dump())
@@ -98,6 +100,14 @@ class WorkerSettings(_Frozen):
     platform_retry_min_s: float = Field(30.0, gt=0)
     platform_retry_max_s: float = Field(1800.0, gt=0)
     shutdown_grace_s: float = Field(30.0, ge=0)
+
+
+class SessionSettings(_Frozen):
+    """Login sessions (I5): a session ends after `idle_timeout_s` without a request, and
+    `absolute_timeout_s` after its login whatever happens."""
+
+    idle_timeout_s: float = Field(1800.0, gt=0)
+    absolute_timeout_s: float = Field(43_200.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -122,6 +132,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     worker: WorkerSettings = WorkerSettings()
     keys: KeySettings = KeySettings()
+    sessions: SessionSettings = SessionSettings()
     # Runs the embedded worker pool and scheduler inside `sealflow serve`.
     embedded_workers: bool = True
     log_level: str = "info"

@@ -10,7 +10,8 @@ refusal lists every issue with its JSON path (docs/workflows.md). The same holds
 an authentication (POST /v1/authentications, PATCH /v1/authentications/{id}): which
 `settings` and `secret` fields it takes depends on its `type` and on other settings (an
 OAuth client with auth_method `none` needs no client_secret), and the refusal names each
-field (core/authentication_types.py). Every check still runs on these operations; only
+field (core/authentication_types.py). And accepting an invitation: a schema-valid password can
+still be a common one (identity/password_policy.py). Every check still runs on these operations; only
 positive_data_acceptance learns that 422 is an answer to valid JSON.
 """
 
@@ -46,7 +47,8 @@ def _config(hook_token: str) -> str:
     return f"""
 [[operations]]
 include-name = ["POST /v1/workflows", "PUT /v1/workflows/{{workflow_id}}",
-                "POST /v1/authentications", "PATCH /v1/authentications/{{auth_id}}"]
+                "POST /v1/authentications", "PATCH /v1/authentications/{{auth_id}}",
+                "POST /v1/invitations/accept"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
 
 # Webhook ingress has no operation that creates its token: give it a real one, so the fuzzer

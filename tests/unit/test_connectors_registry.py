@@ -18,7 +18,7 @@ from sealflow.connectors.registry import (
 from sealflow.core.workflows import OperationInfo
 
 BUILT_INS = ["branch", "call_workflow", "delay", "http", "loop", "raise_error", "respond",
-             "switch", "transform"]
+             "storage", "switch", "transform"]
 
 
 async def _noop(input: dict[str, Any], ctx: Any) -> Any:
@@ -39,7 +39,7 @@ def _plugin(name: str = "crm", schema: dict[str, Any] | None = None) -> Connecto
                      operations={op.name: op, other.name: other}, auth_types=("api_key",))
 
 
-def test_discover_finds_the_nine_built_ins_through_entry_points() -> None:
+def test_discover_finds_the_ten_built_ins_through_entry_points() -> None:
     registry = ConnectorRegistry.discover()
     assert registry.names() == BUILT_INS
     assert registry.connectors() == BUILT_INS

@@ -17,9 +17,12 @@ from sealflow.api.access_log import AccessLogMiddleware, Pseudonymiser, load_or_
 from sealflow.api.deps import RateLimiter
 from sealflow.api.routes import (
     accounts,
+    auth,
     authentications,
     executions,
     health,
+    me,
+    members,
     oauth,
     webhooks,
     workflows,
@@ -58,7 +61,8 @@ def create_app(
         hashlib.sha256(operator_token.encode()).hexdigest() if operator_token else None
     )
     errors.install(app)
-    for module in (accounts, workflows, authentications, oauth, executions, webhooks, health):
+    for module in (accounts, workflows, authentications, oauth, executions, webhooks, health,
+                   auth, me, members):
         app.include_router(module.router)
     app.router.routes.insert(
         0, Route("/hooks/{region}/{token}", webhooks.receive_route, methods=["POST"]))

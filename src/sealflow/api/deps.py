@@ -1,4 +1,5 @@
-"""Request dependencies: the platform, the calling account, the per-account rate limit."""
+"""Request dependencies: the platform, the calling account (an API token, or a member's
+session cookie with its CSRF token), the per-account rate limit."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sealflow.api.access_log import Pseudonymiser, load_or_create_key
 from sealflow.api.errors import ApiError
 from sealflow.bootstrap import Platform
-from sealflow.services import accounts
+from sealflow.services import accounts, second_factor, sessions
 from sealflow.services.accounts import Caller
+from sealflow.services.users import Identity
+
+# Methods that change state: with a session cookie they need the X-CSRF-Token header.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a session may reach while its account requires a second factor the member has not
+# enrolled yet: enrolling one, reading itself, logging out.
+_ENROLMENT_PATHS = frozenset({"/v1/me", "/v1/me/totp", "/v1/me/totp/confirm", "/v1/auth/logout",
+                              "/v1/auth/logout-all"})
 
 bearer = HTTPBearer(auto_error=False, description="An account API token (sf_<region>_...)")
 
@@ -42,15 +52,53 @@ class RateLimiter:
         return (1 - tokens) / self.rate
 
 
+def identity(request: Request) -> Identity:
+    """The identity services' parts (the pepper, the hasher), built on first use."""
+    state = request.app.state
+    ident: Identity | None = getattr(state, "identity", None)
+    if ident is None:
+        settings = platform(request).settings
+        ident = state.identity = Identity.build(settings.data_dir, settings.sessions)
+    return ident
+
+
+def client_pseudonym(request: Request) -> str:
+    """The client's address as the access log shows it (never the address itself)."""
+    state = request.app.state
+    pseudonymise: Pseudonymiser | None = getattr(state, "pseudonymise", None)
+    if pseudonymise is None:
+        key = load_or_create_key(platform(request).settings.access_log_key_file())
+        pseudonymise = state.pseudonymise = Pseudonymiser(key)
+    return pseudonymise(request.client.host if request.client else "unknown")
+
+
+def _session_caller(request: Request, p: Platform, token: str) -> Caller:
+    user = sessions.resolve(p.cells, p.clock, identity(request), token)
+    if request.method in UNSAFE_METHODS and not sessions.csrf_ok(
+            token, request.headers.get(sessions.CSRF_HEADER)):
+        raise ApiError(403, f"missing or wrong {sessions.CSRF_HEADER} header (the csrf_token "
+                       "given at login and by GET /v1/me)", code="csrf_failed")
+    if (not user.totp_enabled and second_factor.require_totp(user.account_settings)
+            and request.url.path not in _ENROLMENT_PATHS):
+        raise ApiError(403, "this account requires a second factor: enrol one first "
+                       "(POST /v1/me/totp)", code="second_factor_enrolment_required")
+    return Caller(region=user.region, account_id=user.account_id,
+                  token_id=f"session:{user.session_id}", role=user.role, user_id=user.user_id)
+
+
 def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     p = platform(request)
-    if credentials is None:
-        raise ApiError(401, "missing API token (Authorization: Bearer sf_...)",
+    cookie = request.cookies.get(sessions.COOKIE_NAME)
+    if credentials is not None:
+        who = accounts.authenticate(p.cells, credentials.credentials)
+    elif cookie:
+        who = _session_caller(request, p, cookie)
+    else:
+        raise ApiError(401, "missing API token (Authorization: Bearer sf_...) or session",
                        code="unauthenticated", headers={"WWW-Authenticate": "Bearer"})
-    who = accounts.authenticate(p.cells, credentials.credentials)
     wait = request.app.state.rate_limiter.take(who.account_id)
     if wait > 0:
         limits = p.limits

@@ -222,6 +222,7 @@ class CancelOut(BaseModel):
 _ERROR_DESCRIPTIONS = {
     400: "The request body could not be read (not UTF-8, or not parseable)",
     401: "Missing, invalid or revoked API token (or a bad webhook signature)",
+    403: "The caller's role lacks the permission this route declares (`forbidden`)",
     404: "No such resource in this account",
     409: "The resource is not in a state that allows this",
     413: "The body is over its limit; `limit` names it",
@@ -269,12 +270,18 @@ class RedactionSettings(_In):
         default_factory=list, description="Token-format detectors turned off for this account")
 
 
+class LoginSettings(_In):
+    require_totp: bool = Field(False, description="Every member must use a second factor")
+
+
 class AccountSettings(BaseModel):
     # Not an _In: its sections are _In models themselves, which check their own values.
     model_config = ConfigDict(extra="forbid", strict=True)
 
     redaction: RedactionSettings | None = None
+    login: LoginSettings | None = None
 
 
 class AccountSettingsOut(BaseModel):
     redaction: dict[str, Any]
+    login: dict[str, Any] = Field(default_factory=dict)

@@ -23,6 +23,9 @@ class Limits:
     max_call_depth: int = 8
     api_rate_per_s: float = 30.0
     api_burst: int = 50
+    # Data storage (D1): one stored value (or list element) as JSON, and a key's length.
+    storage_value_bytes: int = 400_000
+    storage_key_length: int = 512
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():

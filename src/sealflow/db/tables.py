@@ -220,3 +220,167 @@ account_deletions = Table(
     Column("deleted_at", DateTime(timezone=True), nullable=False),
     Column("removed", Text, nullable=False),  # JSON counts per table, in clear
 )
+
+# --- identity (issue 5: members, logins, sessions, second factor) ---------------------------
+# Members of an account. The login looks a member up by `email_hash`, an HMAC-SHA256 of the
+# lower-cased address under a key derived from the pepper (kept outside the database): unique
+# per cell, and not the address. The address itself, like everything personal, is sealed.
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("email_hash", String(64), nullable=False, unique=True),
+    Column("email", Text, nullable=False),  # customer
+    Column("name", Text, nullable=False),  # customer
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    # TOTP (I3): the secret is sealed (it must be readable to check codes); enabled once the
+    # first code is confirmed; the last accepted step moves by compare-and-set only.
+    Column("totp_secret", Text),  # secret
+    Column("totp_enabled_at", DateTime(timezone=True)),
+    Column("totp_last_step", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+)
+
+# Single-use recovery codes: HMAC-SHA256 under the pepper (identity.totp); deleting the row
+# is what uses a code.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("code_hash", String(100), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("account_id", String(ID), nullable=False),
+)
+
+# Server-side sessions (I5): looked up by the SHA-256 of the cookie value.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(ID), ForeignKey("users.id"), nullable=False, index=True),
+    Column("account_id", String(ID), nullable=False, index=True),
+    Column("csrf_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Failed login attempts (I6) per key: `user:<id>`, `ip:<pseudonym>`, `totp:<user id>`.
+# No account and nothing personal: IPs are pseudonymised; rows older than the throttle's
+# horizon are deleted as new failures come.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_login_failures_key_at", "key", "at"),
+)
+
+# Invitations to become a member: the link's token is shown once, only its hash is kept.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("email", Text, nullable=False),  # customer
+    Column("role", String(16), nullable=False),
+    Column("invited_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+)
+
+# --- data storage (D1, D2; issue 6) ----------------------------------------------------------
+# One secret per account for the keyed lookup hash of storage keys (services.storage): sealed
+# under the account's data key, so shredding the account (S7) also makes every stored key hash
+# unconfirmable, backups included.
+storage_lookup_keys = Table(
+    "storage_lookup_keys",
+    metadata,
+    Column("account_id", String(ID), ForeignKey("accounts.id"), primary_key=True),
+    Column("secret", Text, nullable=False),  # secret
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per stored key. `scope` is execution | workflow | account and `scope_id` the id of
+# that execution, workflow or account. The key name is customer data: it is found by
+# `key_hash` (HMAC-SHA256 under the account's lookup secret) and kept sealed for listing.
+# kind "value": `value` holds it; kind "list": its elements are storage_items rows.
+storage_entries = Table(
+    "storage_entries",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("account_id", String(ID), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("scope_id", String(ID), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("key_name", Text, nullable=False),  # customer
+    Column("kind", String(16), nullable=False),
+    Column("value", Text),  # customer
+    # Bumped by every change (the compare-and-set of atomic increment).
+    Column("revision", Integer, nullable=False, default=1),
+    # The next element's seq of a list (append takes it and bumps it in one statement).
+    Column("next_seq", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "account_id", "scope", "scope_id", "key_hash", name="uq_storage_entries_scope_key"
+    ),
+    Index("ix_storage_entries_scope", "scope", "scope_id"),
+)
+
+# The elements of a list (or collection) entry, in `seq` order: appending inserts one row,
+# shifting deletes the lowest seq, so neither rewrites the whole list.
+storage_items = Table(
+    "storage_items",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("entry_id", String(ID), ForeignKey("storage_entries.id"), nullable=False),
+    Column("account_id", String(ID), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("value", Text, nullable=False),  # customer
+    UniqueConstraint("entry_id", "seq", name="uq_storage_items_entry_seq"),
+)
+
+# --- audit (issue 7, A1/A2: sealflow.audit) ---------------------------------------------------
+# Append-only: the migration adds triggers refusing UPDATE and DELETE (they are not part of
+# this metadata). `record` is the RFC 8785 canonical JSON of the event (no secrets, personal
+# data only as pseudonyms or sealed); `hash` = SHA-256(prev_hash || RFC 9162 leaf hash of
+# record), hex. `account` and `at` repeat the record's account_id and time for lookups (a
+# customer reads their account's trail; verify checks they match the record).
+# Deliberately outside account deletion (D4): an account's audit records outlive it (they
+# hold no personal data in clear, and deleting them would break the chain). Hence `account`,
+# not `account_id`: services.account_deletion sweeps every table with an `account_id` column
+# (tests/unit/test_account_deletion.py checks it), and this one must not be swept.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("account", String(ID)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_records_account_seq", "account", "seq"),
+)
+
+# Signed tree heads: `body` is the canonical JSON {region, tree_size, root, at} that the
+# region's Ed25519 key (a file outside the database) signed. `frontier` is the Merkle compact
+# range at tree_size (a cache for the next checkpoint; verify does not trust it).
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tree_size", Integer, nullable=False),
+    Column("root_hash", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("frontier", Text, nullable=False),
+)

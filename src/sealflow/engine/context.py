@@ -10,6 +10,7 @@ import httpx
 from sealflow.clock import Clock
 from sealflow.connectors.base import Credential
 from sealflow.connectors.transform import evaluate_jsonata
+from sealflow.services.storage import ScopedStorage
 
 MAX_LOG_LINES = 200
 MAX_LOG_LINE = 2_000
@@ -29,6 +30,7 @@ class RunStepContext:
         http: Callable[[], httpx.AsyncClient],
         call_workflow: Callable[[str, Any, bool], Awaitable[Any]],
         respond: Callable[[int, Any, Mapping[str, str]], Awaitable[None]],
+        storage: ScopedStorage | None = None,
     ) -> None:
         self.account_id = account_id
         self.execution_id = execution_id
@@ -41,6 +43,8 @@ class RunStepContext:
         self._http = http
         self._call_workflow = call_workflow
         self._respond = respond
+        # Data storage (D1): bound to this execution's account, workflow and execution.
+        self.storage = storage
 
     def log(self, message: str, **fields: Any) -> None:
         # Bounded, so a chatty connector cannot grow an execution record without limit.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,8 +53,14 @@ class ScheduleTicker:
         submit: Callable[[str, str], None],
         interval_s: float = 1.0,
         regions: list[str] | None = None,
+        housekeeping: Sequence[Callable[[Cell], int]] = (),
+        housekeeping_every_s: float = 60.0,
     ) -> None:
         self.cells = cells
+        # Small periodic jobs per cell (the storage sweep now; purges later), on this loop.
+        self.housekeeping = tuple(housekeeping)
+        self.housekeeping_every_s = housekeeping_every_s
+        self._last_housekeeping = float("-inf")
         self.clock = clock
         self.definitions = definitions
         self.submit = submit
@@ -78,7 +84,21 @@ class ScheduleTicker:
                     self.tick(self.cells[region])
                 except Exception:
                     log.exception("schedule tick failed in region %s", region)
+            self._housekeep()
             await asyncio.sleep(self.interval_s)
+
+    def _housekeep(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._last_housekeeping < self.housekeeping_every_s:
+            return
+        self._last_housekeeping = now
+        for region in self.regions:
+            for job in self.housekeeping:
+                try:
+                    job(self.cells[region])
+                except Exception:
+                    log.exception("housekeeping %s failed in region %s",
+                                  getattr(job, "__name__", job), region)
 
     def tick(self, cell: Cell) -> int:
         """Fire every due schedule of the cell once. Returns how many fired."""

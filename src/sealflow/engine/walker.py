@@ -23,6 +23,7 @@ from sealflow.engine.context import RunStepContext
 from sealflow.engine.notify import ResponseHub
 from sealflow.engine.state import RunState, Stop, error_record
 from sealflow.services.executions import insert_execution, workflow_for_run
+from sealflow.services.storage import ScopedStorage
 
 # Runs a child execution inline (call_workflow with wait): Runner.run.
 RunChild = Callable[[str, str, str], Awaitable[Status | None]]
@@ -188,7 +189,17 @@ class GraphWalker:
                 http=self.http,
                 call_workflow=lambda wf, payload, wait: self._call(run, wf, payload, wait),
                 respond=lambda status, body, headers: self._respond(run, status, body, headers),
+                storage=storage,
             )
+
+        storage = ScopedStorage(
+            run.cell,
+            self.clock,
+            self.limits,
+            account_id=run.row.account_id,
+            workflow_id=run.row.workflow_id,
+            execution_id=run.row.id,
+        )
 
         where = Where(run.cell.region, run.row.account_id, run.row.id, path, run.redactor)
         return await self.attempts.run(step, scope, where, make_ctx)

@@ -101,6 +101,10 @@ class Cells(Mapping[str, Cell]):
                 f"region {region!r} is not served here (served: {', '.join(self._cells)})"
             ) from None
 
+    def __contains__(self, region: object) -> bool:
+        # Mapping's default catches only KeyError; __getitem__ raises NotFound.
+        return region in self._cells
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._cells)
 

@@ -37,9 +37,16 @@ from sealflow.db.tables import (
     api_tokens,
     authentications,
     executions,
+    invitations,
     oauth_states,
+    recovery_codes,
     schedule_state,
+    sessions,
     step_runs,
+    storage_entries,
+    storage_items,
+    storage_lookup_keys,
+    users,
     workflow_versions,
     workflows,
 )
@@ -52,8 +59,17 @@ BATCH_SIZE = 500
 # Schedules first: the ticker stops trying to fire workflows it can no longer read.
 _PLAIN: tuple[tuple[Table, Column[Any]], ...] = (
     (schedule_state, schedule_state.c.workflow_id),
+    # Data storage (D1): elements before the entries they belong to.
+    (storage_items, storage_items.c.id),
+    (storage_entries, storage_entries.c.id),
+    (storage_lookup_keys, storage_lookup_keys.c.account_id),
     (authentications, authentications.c.id),
     (oauth_states, oauth_states.c.state_hash),
+    # Members last of these: their sessions and recovery codes reference them.
+    (sessions, sessions.c.id_hash),
+    (recovery_codes, recovery_codes.c.code_hash),
+    (invitations, invitations.c.id),
+    (users, users.c.id),
 )
 _AFTER_EXECUTIONS: tuple[tuple[Table, Column[Any]], ...] = (
     (workflow_versions, workflow_versions.c.id),

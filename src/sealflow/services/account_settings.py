@@ -22,7 +22,20 @@ from sealflow.regions.cells import Cell, Cells
 from sealflow.services.accounts import Caller
 
 POLICY_TTL_S = 30.0
-SECTIONS = ("redaction",)
+SECTIONS = ("redaction", "login")
+LOGIN_KEYS = ("require_totp",)
+
+
+def check_login(section: Any) -> None:
+    """The login policy: {"require_totp": bool} (every member must use a second factor)."""
+    if not isinstance(section, dict):
+        raise InvalidInput("invalid settings", [Issue("$.login", "must be an object")])
+    issues = [Issue(f"$.login.{k}", f"unknown field; known: {', '.join(LOGIN_KEYS)}")
+              for k in section if k not in LOGIN_KEYS]
+    if "require_totp" in section and not isinstance(section["require_totp"], bool):
+        issues.append(Issue("$.login.require_totp", "must be true or false"))
+    if issues:
+        raise InvalidInput("invalid settings", issues)
 
 
 def _load(cell: Cell, account_id: str) -> dict[str, Any]:
@@ -45,7 +58,7 @@ def policy_for(cell: Cell, account_id: str) -> RedactionPolicy:
 
 def read(cells: Cells, caller: Caller) -> dict[str, Any]:
     settings = _load(cells[caller.region], caller.account_id)
-    return {"redaction": settings.get("redaction") or {}}
+    return {name: settings.get(name) or {} for name in SECTIONS}
 
 
 def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +70,8 @@ def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, A
     cell = cells[caller.region]
     if "redaction" in body:
         RedactionPolicy.from_settings(body["redaction"])  # InvalidInput naming the field
+    if "login" in body:
+        check_login(body["login"])
     with cell.write() as conn:
         row = conn.execute(select(accounts.c.settings).where(
             accounts.c.id == caller.account_id)).first()
@@ -66,7 +81,7 @@ def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, A
         current.update(body)
         conn.execute(update(accounts).where(accounts.c.id == caller.account_id)
                      .values(settings=orjson.dumps(current).decode()))
-    return {"redaction": current.get("redaction") or {}}
+    return {name: current.get(name) or {} for name in SECTIONS}
 
 
 class RedactionPolicies:

@@ -28,11 +28,16 @@ class Unauthenticated(SealflowError):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the account (and its region) a token belongs to."""
+    """Who is calling: the account (and its region), the token or session it came with, and
+    the role it acts with (identity.permissions.Role, checked by api.permissions). A session
+    login carries the member's role and `user_id`; today's interim API tokens carry no user
+    and act as the account's owner, until scoped tokens (issue 5) carry their own scope."""
 
     region: str
     account_id: str
     token_id: str
+    role: str = "owner"
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)

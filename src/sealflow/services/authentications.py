@@ -106,11 +106,18 @@ def _view(vault: Vault, row: Any) -> AuthenticationView:
     )
 
 
+def owner_of(caller: Caller) -> str:
+    """Who owns a personal authentication: the member (a session or a member's token), else
+    the API token that made it (the interim, member-less tokens)."""
+    return caller.user_id or caller.token_id
+
+
 def visible_to(caller: Caller) -> Any:
     """The SQL condition: rows of the caller's account it may see (shared, or its own)."""
     return and_(
         authentications.c.account_id == caller.account_id,
-        or_(authentications.c.shared.is_(True), authentications.c.owner_id == caller.token_id),
+        or_(authentications.c.shared.is_(True),
+            authentications.c.owner_id == owner_of(caller)),
     )
 
 
@@ -144,7 +151,7 @@ def create(
     vault = cells[caller.region].vault
     values = {
         "id": auth_id, "account_id": caller.account_id, "name": name, "type": kind.name,
-        "shared": shared, "owner_id": caller.token_id,
+        "shared": shared, "owner_id": owner_of(caller),
         # OAuth authorization code: usable once connected in the browser (oauth_connect).
         "status": PENDING if kind.name == "oauth2_code" else ACTIVE,
         "revision": 1, "expires_at": expires_at, "created_at": now, "updated_at": now,

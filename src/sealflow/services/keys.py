@@ -35,8 +35,13 @@ from sealflow.db.sealed import step_row_id
 from sealflow.db.tables import (
     authentications,
     executions,
+    invitations,
     oauth_states,
     step_runs,
+    storage_entries,
+    storage_items,
+    storage_lookup_keys,
+    users,
     workflow_versions,
     workflows,
 )
@@ -95,6 +100,13 @@ SEALED_COLUMNS: tuple[SealedTable, ...] = (
     ),
     SealedTable(authentications, ("config", "secret"), _by_id, ("id",)),
     SealedTable(oauth_states, ("verifier",), lambda r: str(r.state_hash), ("state_hash",)),
+    SealedTable(users, ("email", "name", "totp_secret"), _by_id, ("id",)),
+    SealedTable(invitations, ("email",), _by_id, ("id",)),
+    SealedTable(
+        storage_lookup_keys, ("secret",), lambda r: str(r.account_id), ("account_id",)
+    ),
+    SealedTable(storage_entries, ("key_name", "value"), _by_id, ("id",)),
+    SealedTable(storage_items, ("value",), _by_id, ("id",)),
 )
 
 

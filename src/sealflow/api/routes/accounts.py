@@ -11,8 +11,9 @@ from anyio import from_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from sealflow.api.deps import CallerDep, PlatformDep, bearer
+from sealflow.api.deps import PlatformDep, bearer
 from sealflow.api.errors import ApiError
+from sealflow.api.permissions import public, requires
 from sealflow.api.schemas import (
     AccountCreate,
     AccountCreated,
@@ -23,9 +24,15 @@ from sealflow.api.schemas import (
     AccountSettingsOut,
     errors,
 )
+from sealflow.identity.permissions import Permission
 from sealflow.services import account_deletion, account_settings, accounts
+from sealflow.services.accounts import Caller
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
+
+AccountRead = Annotated[Caller, Depends(requires(Permission.ACCOUNT_READ))]
+AccountDeleter = Annotated[Caller, Depends(requires(Permission.ACCOUNT_DELETE))]
+SettingsWrite = Annotated[Caller, Depends(requires(Permission.SETTINGS_WRITE))]
 
 
 def operator(
@@ -40,21 +47,23 @@ def operator(
 
 
 @router.post("/accounts", status_code=201, response_model=AccountCreated,
-             dependencies=[Depends(operator)], responses=errors(400, 401, 422))
+             dependencies=[Depends(operator),
+                           Depends(public("the operator token, checked by operator()"))],
+             responses=errors(400, 401, 422))
 def create_account(body: AccountCreate, p: PlatformDep) -> AccountCreated:
     account, token = accounts.create_account(p.cells, p.clock, name=body.name, region=body.region)
     return AccountCreated(id=account.id, name=account.name, region=account.region, token=token)
 
 
-@router.get("/account", response_model=AccountOut, responses=errors(401, 404, 429))
-def read_account(who: CallerDep, p: PlatformDep) -> AccountOut:
+@router.get("/account", response_model=AccountOut, responses=errors(401, 403, 404, 429))
+def read_account(who: AccountRead, p: PlatformDep) -> AccountOut:
     account = accounts.get_account(p.cells, who)
     return AccountOut(id=account.id, name=account.name, region=account.region)
 
 
 @router.delete("/account", response_model=AccountDeleted,
-               responses=errors(400, 401, 404, 409, 422, 429))
-def delete_account(body: AccountDelete, who: CallerDep, p: PlatformDep) -> AccountDeleted:
+               responses=errors(400, 401, 403, 404, 409, 422, 429))
+def delete_account(body: AccountDelete, who: AccountDeleter, p: PlatformDep) -> AccountDeleted:
     """Deletes the calling account for good: its keys are destroyed first (its data can never
     be read again, backups included), then its tokens, workflows, executions and settings;
     answers the deletion record. `confirm` must repeat the account's id."""
@@ -78,14 +87,14 @@ def delete_account(body: AccountDelete, who: CallerDep, p: PlatformDep) -> Accou
 
 
 @router.get("/account/settings", response_model=AccountSettingsOut,
-            responses=errors(401, 404, 429))
-def read_settings(who: CallerDep, p: PlatformDep) -> AccountSettingsOut:
+            responses=errors(401, 403, 404, 429))
+def read_settings(who: AccountRead, p: PlatformDep) -> AccountSettingsOut:
     return AccountSettingsOut(**account_settings.read(p.cells, who))
 
 
 @router.patch("/account/settings", response_model=AccountSettingsOut,
-              responses=errors(400, 401, 404, 422, 429))
-def change_settings(body: AccountSettings, who: CallerDep, p: PlatformDep
+              responses=errors(400, 401, 403, 404, 422, 429))
+def change_settings(body: AccountSettings, who: SettingsWrite, p: PlatformDep
                     ) -> AccountSettingsOut:
     """Replaces the sections given (redaction: extra field names, detectors turned off). The
     defaults always apply; running servers see a change within 30 seconds."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from sealflow.api.authentication_schemas import (
     AuthenticationChange,
@@ -15,16 +15,21 @@ from sealflow.api.authentication_schemas import (
     ConnectionTestOut,
     ConnectOut,
 )
-from sealflow.api.deps import CallerDep, PlatformDep
+from sealflow.api.deps import PlatformDep
+from sealflow.api.permissions import requires
 from sealflow.api.schemas import errors
 from sealflow.bootstrap import Platform
+from sealflow.identity.permissions import Permission
 from sealflow.services import authentications as service
 from sealflow.services import credentials, oauth_connect
 from sealflow.services.accounts import Caller
 from sealflow.services.authentications import AuthenticationView
 
 router = APIRouter(prefix="/v1/authentications", tags=["authentications"],
-                   responses=errors(401, 422, 429))
+                   responses=errors(401, 403, 422, 429))
+
+AuthenticationsRead = Annotated[Caller, Depends(requires(Permission.AUTHENTICATIONS_READ))]
+AuthenticationsWrite = Annotated[Caller, Depends(requires(Permission.AUTHENTICATIONS_WRITE))]
 
 
 def _out(view: AuthenticationView) -> AuthenticationOut:
@@ -47,7 +52,8 @@ def _authorize_url(p: Platform, who: Caller, auth_id: str) -> str:
 
 @router.post("", status_code=201, response_model=AuthenticationCreated,
              responses=errors(400, 409))
-def create(body: AuthenticationCreate, p: PlatformDep, who: CallerDep) -> AuthenticationCreated:
+def create(body: AuthenticationCreate, p: PlatformDep, who: AuthenticationsWrite
+           ) -> AuthenticationCreated:
     view = service.create(p.cells, p.clock, who, name=body.name, type_name=body.type,
                           shared=body.shared, settings=body.settings, secret=body.secret,
                           expires_at=body.expires_at)
@@ -57,7 +63,7 @@ def create(body: AuthenticationCreate, p: PlatformDep, who: CallerDep) -> Authen
 
 @router.get("", response_model=list[AuthenticationOut])
 def list_(
-    p: PlatformDep, who: CallerDep,
+    p: PlatformDep, who: AuthenticationsRead,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AuthenticationOut]:
@@ -66,12 +72,12 @@ def list_(
 
 
 @router.get("/{auth_id}", response_model=AuthenticationOut, responses=errors(404))
-def read(auth_id: str, p: PlatformDep, who: CallerDep) -> AuthenticationOut:
+def read(auth_id: str, p: PlatformDep, who: AuthenticationsRead) -> AuthenticationOut:
     return _out(service.get(p.cells, who, auth_id))
 
 
 @router.patch("/{auth_id}", response_model=AuthenticationOut, responses=errors(400, 404, 409))
-def change(auth_id: str, body: AuthenticationChange, p: PlatformDep, who: CallerDep
+def change(auth_id: str, body: AuthenticationChange, p: PlatformDep, who: AuthenticationsWrite
            ) -> AuthenticationOut:
     extra = {"expires_at": body.expires_at} if "expires_at" in body.model_fields_set else {}
     view = service.change(p.cells, p.clock, who, auth_id, name=body.name,
@@ -80,13 +86,13 @@ def change(auth_id: str, body: AuthenticationChange, p: PlatformDep, who: Caller
 
 
 @router.delete("/{auth_id}", status_code=204, response_class=Response, responses=errors(404))
-def delete(auth_id: str, p: PlatformDep, who: CallerDep) -> Response:
+def delete(auth_id: str, p: PlatformDep, who: AuthenticationsWrite) -> Response:
     service.delete_authentication(p.cells, who, auth_id)
     return Response(status_code=204)
 
 
 @router.post("/{auth_id}/test", response_model=ConnectionTestOut, responses=errors(404))
-async def test(auth_id: str, p: PlatformDep, who: CallerDep) -> ConnectionTestOut:
+async def test(auth_id: str, p: PlatformDep, who: AuthenticationsWrite) -> ConnectionTestOut:
     view = service.get(p.cells, who, auth_id)
     result = await credentials.test_connection(
         p.credentials, p.outbound(), region=who.region, account_id=who.account_id,
@@ -95,5 +101,5 @@ async def test(auth_id: str, p: PlatformDep, who: CallerDep) -> ConnectionTestOu
 
 
 @router.post("/{auth_id}/connect", response_model=ConnectOut, responses=errors(400, 404))
-def connect(auth_id: str, p: PlatformDep, who: CallerDep) -> ConnectOut:
+def connect(auth_id: str, p: PlatformDep, who: AuthenticationsWrite) -> ConnectOut:
     return ConnectOut(authorize_url=_authorize_url(p, who, auth_id))

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from sealflow.api.deps import PlatformDep
+from sealflow.api.permissions import public
 from sealflow.api.responses import JSONBytes
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[Depends(public("liveness probe, no data"))])
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -22,7 +23,8 @@ class ReadyOut(BaseModel):
     checks: dict[str, str]
 
 
-@router.get("/readyz", response_model=ReadyOut, responses={
+@router.get("/readyz", response_model=ReadyOut,
+            dependencies=[Depends(public("readiness probe, no account's data"))], responses={
     503: {"model": ReadyOut, "description": "A store of a served region is unavailable"},
 })
 def readyz(p: PlatformDep) -> JSONBytes:

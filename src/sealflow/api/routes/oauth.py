@@ -7,10 +7,11 @@ from __future__ import annotations
 import html
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from sealflow.api.deps import PlatformDep
+from sealflow.api.permissions import public
 from sealflow.api.routes.authentications import redirect_uri
 from sealflow.services import oauth_connect
 
@@ -27,7 +28,8 @@ def _page(status: int, title: str, text: str) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/oauth/callback", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/oauth/callback", response_class=HTMLResponse, include_in_schema=False,
+            dependencies=[Depends(public("a browser redirect: the single-use state is the check"))])
 async def callback(p: PlatformDep, state: Param = None, code: Param = None,
                    error: Param = None) -> HTMLResponse:
     if not state:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sealflow.api.errors import ApiError
+from sealflow.api.permissions import public, public_endpoint
 from sealflow.api.responses import JSONBytes
 from sealflow.api.schemas import ExecutionStarted, errors
 from sealflow.api.waiting import wait_for_response
@@ -54,6 +55,10 @@ async def _read_body(request: Request, p: Platform) -> bytes:
     return b"".join(chunks)
 
 
+_PUBLIC = "webhook ingress: the URL's token (and the signature, if set) is the check"
+
+
+@public_endpoint(_PUBLIC)
 async def receive_route(request: Request) -> Any:
     """The same endpoint as a plain Starlette route placed first in the app's routes: FastAPI's
     route matching and parameter solving cost ~85 us per request, more than the rest of the
@@ -62,7 +67,8 @@ async def receive_route(request: Request) -> Any:
     return await receive(params["region"], params["token"], request)
 
 
-@router.post("/hooks/{region}/{token}", status_code=202, response_model=ExecutionStarted)
+@router.post("/hooks/{region}/{token}", status_code=202, response_model=ExecutionStarted,
+             dependencies=[Depends(public(_PUBLIC))])
 async def receive(region: str, token: str, request: Request) -> Any:
     p: Platform = request.app.state.platform
     raw = await _read_body(request, p)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
-from sealflow.api.deps import CallerDep, PlatformDep
+from sealflow.api.deps import PlatformDep
+from sealflow.api.permissions import requires
 from sealflow.api.schemas import (
     ExecutionDetail,
     ExecutionStarted,
@@ -24,11 +25,17 @@ from sealflow.api.waiting import wait_for_end
 from sealflow.bootstrap import Platform
 from sealflow.core.errors import InvalidInput, Issue
 from sealflow.core.workflows import parse_text
+from sealflow.identity.permissions import Permission
 from sealflow.services import executions, workflows
+from sealflow.services.accounts import Caller
 from sealflow.services.workflows import WorkflowView
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"],
-                   responses=errors(401, 422, 429))
+                   responses=errors(401, 403, 422, 429))
+
+WorkflowsRead = Annotated[Caller, Depends(requires(Permission.WORKFLOWS_READ))]
+WorkflowsWrite = Annotated[Caller, Depends(requires(Permission.WORKFLOWS_WRITE))]
+WorkflowsRun = Annotated[Caller, Depends(requires(Permission.WORKFLOWS_RUN))]
 
 
 def _document(definition: Any) -> Any:
@@ -53,7 +60,7 @@ def _out(p: Platform, region: str, view: WorkflowView) -> WorkflowOut:
 
 
 @router.post("/validate", response_model=ValidationOut, responses=errors(400))
-def validate(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> ValidationOut:
+def validate(body: WorkflowSave, p: PlatformDep, who: WorkflowsWrite) -> ValidationOut:
     try:
         workflows.to_definition(_document(body.definition), p.registry, p.limits)
     except InvalidInput as err:
@@ -62,7 +69,7 @@ def validate(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> ValidationOu
 
 
 @router.post("", status_code=201, response_model=WorkflowSaved, responses=errors(400))
-def create(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
+def create(body: WorkflowSave, p: PlatformDep, who: WorkflowsWrite) -> WorkflowSaved:
     saved = workflows.create(p.cells, p.clock, p.registry, p.limits, who,
                              _document(body.definition))
     out = _out(p, who.region, saved.workflow)
@@ -71,7 +78,7 @@ def create(body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
 
 @router.get("", response_model=list[WorkflowOut])
 def list_(
-    p: PlatformDep, who: CallerDep,
+    p: PlatformDep, who: WorkflowsRead,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[WorkflowOut]:
@@ -80,12 +87,13 @@ def list_(
 
 
 @router.get("/{workflow_id}", response_model=WorkflowOut, responses=errors(404))
-def read(workflow_id: str, p: PlatformDep, who: CallerDep) -> WorkflowOut:
+def read(workflow_id: str, p: PlatformDep, who: WorkflowsRead) -> WorkflowOut:
     return _out(p, who.region, workflows.get(p.cells, who, workflow_id))
 
 
 @router.put("/{workflow_id}", response_model=WorkflowSaved, responses=errors(400, 404))
-def update(workflow_id: str, body: WorkflowSave, p: PlatformDep, who: CallerDep) -> WorkflowSaved:
+def update(workflow_id: str, body: WorkflowSave, p: PlatformDep, who: WorkflowsWrite
+           ) -> WorkflowSaved:
     saved = workflows.update_definition(
         p.cells, p.clock, p.registry, p.limits, who, workflow_id, _document(body.definition)
     )
@@ -95,13 +103,13 @@ def update(workflow_id: str, body: WorkflowSave, p: PlatformDep, who: CallerDep)
 
 @router.delete("/{workflow_id}", status_code=204, response_class=Response,
                responses=errors(404))
-def delete(workflow_id: str, p: PlatformDep, who: CallerDep) -> Response:
+def delete(workflow_id: str, p: PlatformDep, who: WorkflowsWrite) -> Response:
     workflows.delete_workflow(p.cells, p.clock, who, workflow_id)
     return Response(status_code=204)
 
 
 @router.get("/{workflow_id}/versions", response_model=list[VersionOut], responses=errors(404))
-def versions(workflow_id: str, p: PlatformDep, who: CallerDep) -> list[VersionOut]:
+def versions(workflow_id: str, p: PlatformDep, who: WorkflowsRead) -> list[VersionOut]:
     return [VersionOut(**v) for v in workflows.list_versions(p.cells, who, workflow_id)]
 
 
@@ -109,7 +117,7 @@ def versions(workflow_id: str, p: PlatformDep, who: CallerDep) -> list[VersionOu
             responses=errors(404))
 def version(
     workflow_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], p: PlatformDep,
-    who: CallerDep,
+    who: WorkflowsRead,
 ) -> VersionDocument:
     return VersionDocument(**workflows.get_version(p.cells, who, workflow_id, version))
 
@@ -117,7 +125,7 @@ def version(
 @router.post("/{workflow_id}/run", status_code=202,
              response_model=ExecutionStarted | ExecutionDetail, responses=errors(400, 404))
 async def run(
-    workflow_id: str, body: RunRequest, p: PlatformDep, who: CallerDep
+    workflow_id: str, body: RunRequest, p: PlatformDep, who: WorkflowsRun
 ) -> ExecutionStarted | ExecutionDetail:
     started = executions.start(p.cells, p.clock, who, workflow_id, body.input)
     p.queue.submit(who.region, started.id)
