@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sealflow.secret_files import load_or_create_secret
 
 log = structlog.get_logger("sealflow.access")
 
@@ -31,18 +31,7 @@ KEY_BYTES = 32
 
 def load_or_create_key(path: Path) -> bytes:
     """The pseudonymisation key, created (0600) on first use."""
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key.hex().encode())
-    finally:
-        os.close(fd)
-    return key
+    return load_or_create_secret(path, KEY_BYTES)
 
 
 class Pseudonymiser:

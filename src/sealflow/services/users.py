@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +23,7 @@ from sealflow.core.errors import SealflowError
 from sealflow.db.tables import login_failures, users
 from sealflow.identity.passwords import PasswordHasher
 from sealflow.identity.throttle import Decision, LoginThrottle
+from sealflow.secret_files import load_or_create_secret
 
 PEPPER_FILE = "pepper.key"
 PEPPER_BYTES = 32
@@ -32,21 +31,7 @@ PEPPER_BYTES = 32
 
 def load_or_create_pepper(path: Path) -> bytes:
     """The pepper, created (0600, in a 0700 directory) on first use."""
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(PEPPER_BYTES)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return bytes.fromhex(path.read_text().strip())
-    try:
-        os.write(fd, key.hex().encode())
-    finally:
-        os.close(fd)
-    return key
+    return load_or_create_secret(path, PEPPER_BYTES)
 
 
 def pepper_file(data_dir: Path) -> Path:
