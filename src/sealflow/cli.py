@@ -261,16 +261,29 @@ def accounts_create(
 def accounts_token(
     account: Annotated[str, typer.Option(help="Account id")],
     name: Annotated[str, typer.Option(help="A name for the token")] = "cli",
+    scopes: Annotated[str | None, typer.Option(
+        help="Comma-separated permission names (e.g. workflows.read,executions.read); "
+             "default: all of the owner's")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(
+        help="Days until it expires (1 to 365); default: never")] = None,
 ) -> None:
-    """Issue another API token for an account (printed once)."""
+    """Issue another API token for an account (printed once): the operator's, acting as the
+    account's owner, narrowed to --scopes if given."""
     from sealflow.bootstrap import build_cells
     from sealflow.clock import SystemClock
+    from sealflow.core.errors import InvalidInput
     from sealflow.services.accounts import find_account, issue_token
 
     cells = build_cells(_settings())
     found = find_account(cells, account)
-    typer.echo(issue_token(cells, SystemClock(), region=found.region, account_id=found.id,
-                           name=name))
+    names = None if scopes is None else [s.strip() for s in scopes.split(",") if s.strip()]
+    try:
+        token = issue_token(cells, SystemClock(), region=found.region, account_id=found.id,
+                            name=name, scopes=names, expires_in_days=expires_in_days)
+    except InvalidInput as e:
+        _fail("; ".join(f"{i.path.replace('$.', '--').replace('_', '-')}: {i.message}"
+                        for i in e.issues) or e.message)
+    typer.echo(token)
 
 
 @accounts_app.command("delete")

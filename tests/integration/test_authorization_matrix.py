@@ -87,11 +87,18 @@ IDENTITY_ROUTES: dict[str, Permission] = {
     "POST /v1/invitations":                              P.MEMBERS_MANAGE,
     "PATCH /v1/members/{member_id}":                     P.MEMBERS_MANAGE,
     "DELETE /v1/members/{member_id}":                    P.MEMBERS_MANAGE,
+    "PUT /v1/account/sso":                               P.SSO_MANAGE,
+    "GET /v1/account/sso":                               P.SSO_MANAGE,
+    "DELETE /v1/account/sso":                            P.SSO_MANAGE,
+    "POST /v1/tokens":                                   P.TOKENS_OWN,
+    "GET /v1/tokens":                                    P.TOKENS_OWN,
+    "DELETE /v1/tokens/{token_id}":                      P.TOKENS_OWN,
 }
 # Routes with their own check (or none), outside the role matrix.
 PUBLIC = {"POST /hooks/{region}/{token}", "GET /openapi.json", "POST /v1/accounts",
           "GET /oauth/callback", "GET /healthz", "GET /readyz", "POST /v1/auth/login",
-          "POST /v1/invitations/accept"}
+          "POST /v1/invitations/accept", "GET /v1/auth/sso/start",
+          "GET /v1/auth/sso/callback"}
 # fmt: on
 
 MANUAL = {"name": "manual", "trigger": {"type": "manual"},
@@ -272,7 +279,8 @@ def test_identity_routes_refuse_every_role_without_the_permission(
         for side, target in (("own", own), ("other", other)):
             who = Caller(region="us", account_id=own.account_id, token_id="t", role=role.value)
             app.dependency_overrides[caller] = lambda who=who: who
-            path = template.format(member_id=f"member-of-{target.account_id}")
+            path = template.format(member_id=f"member-of-{target.account_id}",
+                                   token_id=f"token-of-{target.account_id}")
             problem = _refused(client.request(method, path, json={}), permission)
             if problem:
                 wrong.append(f"{role.value:8} {side:5}: {problem}")

@@ -17,6 +17,8 @@ from sealflow.identity.permissions import (
     authorize,
     authorize_role_change,
     has_permission,
+    lower_role,
+    permissions_of,
     role_permissions,
 )
 
@@ -43,6 +45,7 @@ EXPECTED: dict[str, tuple[bool, bool, bool, bool, bool]] = {
     "authentications.write":    (Y, Y, Y, N, N),
     "storage.read":             (Y, Y, Y, Y, Y),
     "storage.write":            (Y, Y, Y, N, N),
+    "tokens.own":               (Y, Y, Y, Y, Y),
     "tokens.manage":            (Y, Y, N, N, N),
     "keys.manage":              (Y, Y, N, N, N),
     "audit.read":               (Y, Y, N, N, N),
@@ -127,3 +130,50 @@ def test_role_changes(
     else:
         with pytest.raises(Forbidden):
             authorize_role_change(actor, old, new)
+
+
+def test_scopes_narrow_a_role_never_widen_it() -> None:
+    """An API token's scopes (permission names): what it may do is its role's permissions
+    within them; a scope the role lacks gives nothing."""
+    scopes = {"workflows.read", "workflows.write", "account.delete"}
+    assert permissions_of(Role.BUILDER, scopes) == {Permission.WORKFLOWS_READ,
+                                                    Permission.WORKFLOWS_WRITE}
+    assert permissions_of(Role.BUILDER, None) == role_permissions(Role.BUILDER)
+    assert permissions_of("superuser", scopes) == frozenset()
+    assert has_permission(Role.BUILDER, Permission.WORKFLOWS_READ, scopes)
+    assert not has_permission(Role.BUILDER, Permission.WORKFLOWS_RUN, scopes)
+    assert not has_permission(Role.BUILDER, Permission.ACCOUNT_DELETE, scopes)
+    authorize(Role.BUILDER, Permission.WORKFLOWS_WRITE, scopes)
+    with pytest.raises(Forbidden) as caught:
+        authorize(Role.BUILDER, Permission.WORKFLOWS_RUN, scopes)
+    assert caught.value.message == "this API token's scopes do not include workflows.run"
+    assert caught.value.as_dict()["permission"] == "workflows.run"
+    with pytest.raises(Forbidden) as caught:  # the role decides first
+        authorize(Role.BUILDER, Permission.ACCOUNT_DELETE, scopes)
+    assert caught.value.message == "the builder role does not have account.delete"
+    with pytest.raises(Forbidden):
+        authorize(Role.OWNER, Permission.WORKFLOWS_READ, frozenset())
+
+
+def test_role_changes_within_scopes() -> None:
+    authorize_role_change(Role.OWNER, Role.VIEWER, Role.ADMIN, {"members.manage"})
+    with pytest.raises(Forbidden):  # making an owner needs owners.manage in the scopes too
+        authorize_role_change(Role.OWNER, Role.ADMIN, Role.OWNER, {"members.manage"})
+    with pytest.raises(Forbidden):
+        authorize_role_change(Role.OWNER, Role.VIEWER, Role.ADMIN, {"owners.manage"})
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "lower"),
+    [
+        (Role.OWNER, Role.VIEWER, "viewer"),
+        ("viewer", "owner", "viewer"),
+        ("admin", "builder", "builder"),
+        ("operator", "operator", "operator"),
+        ("owner", "superuser", "superuser"),  # an unknown role wins: it holds nothing
+        ("superuser", "owner", "superuser"),
+        (StaffRole.STAFF, Role.OWNER, "staff"),
+    ],
+)
+def test_lower_role(a: str, b: str, lower: str) -> None:
+    assert lower_role(a, b) == lower

@@ -24,6 +24,8 @@ from sealflow.api.routes import (
     me,
     members,
     oauth,
+    sso,
+    tokens,
     webhooks,
     workflows,
 )
@@ -62,8 +64,9 @@ def create_app(
     )
     errors.install(app)
     for module in (accounts, workflows, authentications, oauth, executions, webhooks, health,
-                   auth, me, members):
+                   auth, me, members, tokens):
         app.include_router(module.router)
+    app.include_router(sso.router)
     app.router.routes.insert(
         0, Route("/hooks/{region}/{token}", webhooks.receive_route, methods=["POST"]))
     return app

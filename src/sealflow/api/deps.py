@@ -24,6 +24,10 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _ENROLMENT_PATHS = frozenset({"/v1/me", "/v1/me/totp", "/v1/me/totp/confirm", "/v1/auth/logout",
                               "/v1/auth/logout-all"})
 
+# What an API token may never reach, whatever its scopes: a member's second factor (a stolen
+# token must not be able to enrol one and lock the member out of logging in).
+_SESSION_ONLY_PATHS = frozenset({"/v1/me/totp", "/v1/me/totp/confirm"})
+
 bearer = HTTPBearer(auto_error=False, description="An account API token (sf_<region>_...)")
 
 
@@ -93,7 +97,10 @@ def caller(
     p = platform(request)
     cookie = request.cookies.get(sessions.COOKIE_NAME)
     if credentials is not None:
-        who = accounts.authenticate(p.cells, credentials.credentials)
+        who = accounts.authenticate(p.cells, credentials.credentials, p.clock)
+        if request.url.path in _SESSION_ONLY_PATHS:
+            raise ApiError(403, "a second factor is managed from a login session, not with an "
+                           "API token", code="session_required")
     elif cookie:
         who = _session_caller(request, p, cookie)
     else:

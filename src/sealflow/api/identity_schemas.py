@@ -54,7 +54,7 @@ class MeOut(BaseModel):
     account_id: str
     region: str
     role: str
-    user_id: str | None = Field(description="None for an API token")
+    user_id: str | None = Field(description="The member; None for an operator-made API token")
     email: str | None = None
     name: str | None = None
     totp_enabled: bool = False

@@ -37,9 +37,10 @@ _checks: dict[Permission, Callable[[Caller], Caller]] = {}
 
 
 def requires(permission: Permission) -> Callable[[Caller], Caller]:
-    """A dependency answering the authenticated Caller if its role holds `permission`, else
-    raising Forbidden (403). One function per permission, so FastAPI resolves it once per
-    request and `app.dependency_overrides` can name it."""
+    """A dependency answering the authenticated Caller if its role (and, for an API token,
+    its scopes) holds `permission`, else raising Forbidden (403). One function per
+    permission, so FastAPI resolves it once per request and `app.dependency_overrides` can
+    name it."""
     if permission not in _checks:
         _checks[permission] = _check(permission)
     return _checks[permission]
@@ -48,8 +49,9 @@ def requires(permission: Permission) -> Callable[[Caller], Caller]:
 def _check(permission: Permission) -> Callable[[Caller], Caller]:
     def check(who: Annotated[Caller, Depends(caller)]) -> Caller:
         # The role as stored, not Role(...): authorize() fails closed on a role this version
-        # does not know (403), where Role() would raise (a 500).
-        authorize(who.role, permission)
+        # does not know (403), where Role() would raise (a 500). An API token's scopes narrow
+        # it further (403 naming the missing scope).
+        authorize(who.role, permission, who.scopes)
         return who
 
     check.__name__ = check.__qualname__ = f"requires_{permission.name.lower()}"

@@ -67,7 +67,7 @@ accounts = Table(
     Column("settings", Text),
 )
 
-# Interim API tokens (issue 5 replaces them): only the SHA-256 of the token is stored.
+# API tokens (`sf_<region>_<256 random bits>`): only the SHA-256 of the token is stored.
 api_tokens = Table(
     "api_tokens",
     metadata,
@@ -76,8 +76,17 @@ api_tokens = Table(
     Column("name", String(200), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("last_used_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),  # written at most once a minute
     Column("revoked_at", DateTime(timezone=True)),
+    # The member who made it (NULL: the operator, e.g. `sealflow accounts token`). No foreign
+    # key: a removed member's tokens stay as a record and stop working (services.accounts).
+    Column("user_id", String(ID), index=True),
+    # The role it was made with; it acts with the lower of this and its maker's role now.
+    # (The default is for tokens older than roles: the operator's, acting as the owner; the
+    # service always names the role.)
+    Column("role", String(16), nullable=False, server_default="owner"),
+    Column("scopes", Text),  # JSON list of permission names; NULL: all of the role's
+    Column("expires_at", DateTime(timezone=True)),  # NULL: never
 )
 
 workflows = Table(
@@ -383,4 +392,44 @@ audit_checkpoints = Table(
     Column("signature", Text, nullable=False),
     Column("key_id", String(16), nullable=False),
     Column("frontier", Text, nullable=False),
+)
+
+# Single sign-on with OpenID Connect (I4, migration 0008). One provider per account; the
+# client secret is sealed. `required` refuses the account's members their passwords.
+sso_providers = Table(
+    "sso_providers",
+    metadata,
+    Column("account_id", String(ID), ForeignKey("accounts.id"), primary_key=True),
+    Column("issuer", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("client_secret", Text, nullable=False),  # secret
+    Column("default_role", String(16), nullable=False),
+    Column("required", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which member an identity of the provider signs in as: SHA-256 of (issuer, sub), so a
+# changed issuer never matches the old one's subjects. No foreign key to users: removing a
+# member leaves a row that matches no one, replaced at that person's next SSO login.
+sso_identities = Table(
+    "sso_identities",
+    metadata,
+    Column("account_id", String(ID), nullable=False, primary_key=True),
+    Column("subject_hash", String(64), nullable=False, primary_key=True),
+    Column("user_id", String(ID), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A login in flight: the state's hash (single use, 10 minutes) with the sealed PKCE verifier
+# and nonce, like oauth_states.
+sso_states = Table(
+    "sso_states",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("account_id", String(ID), nullable=False, index=True),
+    Column("verifier", Text, nullable=False),  # secret
+    Column("nonce", Text, nullable=False),  # secret
+    Column("browser_hash", String(64), nullable=False),  # SHA-256 of the browser's cookie
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -2,7 +2,8 @@
 matrix is `MATRIX` below: change who may do what there, and nowhere else.
 
 Roles rise in privilege, each holding everything of the ones below it:
-- viewer   reads workflows, executions, authentications (never their secrets), members;
+- viewer   reads workflows, executions, authentications (never their secrets), members, and
+           manages its own API tokens;
 - operator also runs workflows and cancels or replays executions;
 - builder  also writes workflows, authentications and stored data;
 - admin    also manages members (not owners), settings, security policy, tokens, keys,
@@ -14,7 +15,7 @@ through a justified, time-bound grant (SPEC I7), checked elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 
 from sealflow.core.errors import SealflowError
@@ -50,7 +51,8 @@ class Permission(StrEnum):
     AUTHENTICATIONS_WRITE = "authentications.write"  # create, change, delete, connect, test
     STORAGE_READ = "storage.read"
     STORAGE_WRITE = "storage.write"
-    TOKENS_MANAGE = "tokens.manage"  # the account's API tokens
+    TOKENS_OWN = "tokens.own"  # create, list and revoke one's own API tokens
+    TOKENS_MANAGE = "tokens.manage"  # list and revoke every API token of the account
     KEYS_MANAGE = "keys.manage"  # rotate the account's keys
     AUDIT_READ = "audit.read"  # read and export the account's audit trail
     SUBJECT_REQUESTS_MANAGE = "subject_requests.manage"  # export or erase a person (D5)
@@ -85,6 +87,8 @@ MATRIX: Mapping[Permission, frozenset[Role]] = {
     _P.AUTHENTICATIONS_WRITE: _from(Role.BUILDER),
     _P.STORAGE_READ: _from(Role.VIEWER),
     _P.STORAGE_WRITE: _from(Role.BUILDER),
+    # A token never holds more than its maker (services.tokens), so every member may make them.
+    _P.TOKENS_OWN: _from(Role.VIEWER),
     _P.TOKENS_MANAGE: _from(Role.ADMIN),
     _P.KEYS_MANAGE: _from(Role.ADMIN),
     _P.AUDIT_READ: _from(Role.ADMIN),
@@ -111,23 +115,54 @@ def role_permissions(role: Role | StaffRole | str) -> frozenset[Permission]:
     return frozenset(p for p, roles in MATRIX.items() if role in roles)
 
 
-def has_permission(role: Role | StaffRole | str, permission: Permission) -> bool:
-    return role in MATRIX.get(permission, frozenset())
+def permissions_of(
+    role: Role | StaffRole | str, scopes: Collection[str] | None
+) -> frozenset[Permission]:
+    """What a caller may do: its role's permissions, narrowed to `scopes` (an API token's
+    permission names) unless None (a session, or a token scoped to all of its role)."""
+    held = role_permissions(role)
+    return held if scopes is None else frozenset(p for p in held if p.value in scopes)
 
 
-def authorize(role: Role | StaffRole | str, permission: Permission) -> None:
-    """Return if `role` holds `permission`, else raise Forbidden. Fails closed: an unknown
-    role (a value stored by a newer version, a typo) holds nothing."""
-    if not has_permission(role, permission):
+def lower_role(a: Role | StaffRole | str, b: Role | StaffRole | str) -> str:
+    """The less privileged of two roles (an API token acts with the lower of the role it was
+    made with and its maker's role now). A role this version does not know wins: it holds
+    nothing, so the result fails closed."""
+    if a not in _RANK:
+        return str(a)
+    if b not in _RANK:
+        return str(b)
+    return str(min(Role(a), Role(b), key=_RANK.index).value)
+
+
+def has_permission(
+    role: Role | StaffRole | str, permission: Permission, scopes: Collection[str] | None = None
+) -> bool:
+    return role in MATRIX.get(permission, frozenset()) and (
+        scopes is None or permission.value in scopes)
+
+
+def authorize(
+    role: Role | StaffRole | str, permission: Permission, scopes: Collection[str] | None = None
+) -> None:
+    """Return if `role` holds `permission` and, for a scoped API token, `scopes` (permission
+    names; None: no narrowing) include it, else raise Forbidden naming it. Fails closed: an
+    unknown role (a value stored by a newer version, a typo) holds nothing."""
+    if role not in MATRIX.get(permission, frozenset()):
         raise Forbidden(str(role), permission)
+    if scopes is not None and permission.value not in scopes:
+        raise Forbidden(str(role), permission,
+                        f"this API token's scopes do not include {permission.value}")
 
 
 def authorize_role_change(
-    actor: Role | StaffRole | str, old: Role | None, new: Role | None
+    actor: Role | StaffRole | str, old: Role | None, new: Role | None,
+    scopes: Collection[str] | None = None,
 ) -> None:
     """May `actor` change a member's role from `old` to `new` (None: not a member, i.e. an
     invitation or a removal)? Members below owner need members.manage; making or unmaking an
-    owner needs owners.manage. (Keeping at least one owner is the store's rule.)"""
-    authorize(actor, Permission.MEMBERS_MANAGE)
+    owner needs owners.manage; `scopes` narrows both, as in authorize(). (Keeping at least one
+    owner is the store's rule.)"""
+    authorize(actor, Permission.MEMBERS_MANAGE, scopes)
     if Role.OWNER in (old, new):
-        authorize(actor, Permission.OWNERS_MANAGE)
+        authorize(actor, Permission.OWNERS_MANAGE, scopes)

@@ -42,6 +42,9 @@ from sealflow.db.tables import (
     recovery_codes,
     schedule_state,
     sessions,
+    sso_identities,
+    sso_providers,
+    sso_states,
     step_runs,
     storage_entries,
     storage_items,
@@ -65,7 +68,10 @@ _PLAIN: tuple[tuple[Table, Column[Any]], ...] = (
     (storage_lookup_keys, storage_lookup_keys.c.account_id),
     (authentications, authentications.c.id),
     (oauth_states, oauth_states.c.state_hash),
-    # Members last of these: their sessions and recovery codes reference them.
+    (sso_states, sso_states.c.state_hash),
+    (sso_providers, sso_providers.c.account_id),
+    # Members last of these: their sessions, recovery codes and SSO identities reference them.
+    (sso_identities, sso_identities.c.user_id),
     (sessions, sessions.c.id_hash),
     (recovery_codes, recovery_codes.c.code_hash),
     (invitations, invitations.c.id),

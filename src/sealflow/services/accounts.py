@@ -1,25 +1,38 @@
-"""Accounts (tenants) and their interim API tokens.
+"""Accounts (tenants), and issuing and checking their API tokens (I5).
 
 An account is created in a region and every row of it lives in that region's cell (R1).
-The token carries its region (`sf_<region>_<secret>`) so a request is routed to the right cell
-without a global directory (R2); only the token's SHA-256 is stored. Issue 5 replaces these
-tokens with scoped, expiring ones."""
+The token carries its region (`sf_<region>_<secret>`, the secret 256 random bits) so a request
+is routed to the right cell without a global directory (R2); only the token's SHA-256 is
+stored. A token acts with a role and optional scopes (permission names), never more than its
+maker: the member's current role caps the role it was made with, so a demoted member's tokens
+shrink, and a removed or disabled member's stop working. Tokens the operator makes (user_id
+NULL: the CLI, an account's first token) act as the account's owner. The member-facing
+management (create within one's own permissions, list, revoke) is services.tokens."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
-from sealflow.clock import Clock
+from sealflow.clock import Clock, SystemClock
 from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
-from sealflow.db.tables import accounts, api_tokens
+from sealflow.db.tables import accounts, api_tokens, users
+from sealflow.identity.permissions import Permission, Role, lower_role
 from sealflow.regions.cells import Cells
 
 TOKEN_PREFIX = "sf_"  # noqa: S105 - a prefix, not a secret
+TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 random bits
+MAX_EXPIRY_DAYS = 365
+# last_used_at is written at most this often per token (not one write per request).
+LAST_USED_EVERY = timedelta(seconds=60)
+_FAILURE = "missing or invalid API token"
 
 
 class Unauthenticated(SealflowError):
@@ -30,14 +43,16 @@ class Unauthenticated(SealflowError):
 class Caller:
     """Who is calling: the account (and its region), the token or session it came with, and
     the role it acts with (identity.permissions.Role, checked by api.permissions). A session
-    login carries the member's role and `user_id`; today's interim API tokens carry no user
-    and act as the account's owner, until scoped tokens (issue 5) carry their own scope."""
+    carries the member's role and `user_id`; an API token its effective role, its maker's
+    `user_id` (None: made by the operator) and its `scopes` (permission names; None: all of
+    the role's, as for a session)."""
 
     region: str
     account_id: str
     token_id: str
     role: str = "owner"
     user_id: str | None = None
+    scopes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,45 @@ def hash_token(token: str) -> str:
 
 
 def _new_token(region: str) -> str:
-    return f"{TOKEN_PREFIX}{region}_{secrets.token_urlsafe(32)}"
+    return f"{TOKEN_PREFIX}{region}_{secrets.token_urlsafe(TOKEN_BYTES)}"
+
+
+def check_scopes(scopes: Iterable[str] | None, within: frozenset[Permission]
+                 ) -> frozenset[str] | None:
+    """The scopes as stored (None: all of the role's), or InvalidInput naming the first one
+    that is not a permission or not `within` what the maker holds."""
+    if scopes is None:
+        return None
+    names = list(scopes)
+    if not names:
+        raise InvalidInput("invalid scopes", [Issue(
+            "$.scopes", "give at least one permission, or leave scopes out for all of yours")])
+    known = {p.value for p in Permission}
+    held = {p.value for p in within}
+    for i, name in enumerate(names):
+        if name not in known:
+            raise InvalidInput("invalid scopes", [Issue(
+                f"$.scopes[{i}]", f"unknown permission {name!r}; choose from "
+                f"{', '.join(sorted(held))}")])
+        if name not in held:
+            raise InvalidInput("invalid scopes", [Issue(
+                f"$.scopes[{i}]", f"{name} is beyond your own permissions")])
+    return frozenset(names)
+
+
+def expiry(now: datetime, days: int | None) -> datetime | None:
+    """When a token made now for `days` expires (None: never), or InvalidInput."""
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise InvalidInput("invalid expiry", [Issue(
+            "$.expires_in_days", f"must be 1 to {MAX_EXPIRY_DAYS} days")])
+    return now + timedelta(days=days)
 
 
 def create_account(cells: Cells, clock: Clock, *, name: str, region: str) -> tuple[Account, str]:
-    """Create an account pinned to `region` and its first API token (returned once)."""
+    """Create an account pinned to `region` and its first API token (returned once): the
+    operator's, acting as the owner, every scope, no expiry (it invites the first owner)."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("invalid account", [Issue("$.name", "must be 1 to 200 characters")])
@@ -72,49 +121,95 @@ def create_account(cells: Cells, clock: Clock, *, name: str, region: str) -> tup
         conn.execute(
             insert(accounts).values(id=account.id, name=name, region=region, created_at=now)
         )
-        token = _insert_token(conn, account.id, region, "first token", now)
+        token, _ = insert_token(conn, account.id, region, "first token", now)
     return account, token
 
 
-def issue_token(cells: Cells, clock: Clock, *, region: str, account_id: str, name: str) -> str:
+def issue_token(
+    cells: Cells, clock: Clock, *, region: str, account_id: str, name: str,
+    scopes: Iterable[str] | None = None, expires_in_days: int | None = None,
+) -> str:
+    """An operator's token (`sealflow accounts token`): acts as the account's owner, narrowed
+    to `scopes` if given, expiring after `expires_in_days` if given. Returned once."""
+    stored = check_scopes(scopes, frozenset(Permission))
+    now = clock.now()
+    expires_at = expiry(now, expires_in_days)
     with cells[region].write() as conn:
         if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
             raise NotFound(f"account {account_id} not found in region {region}")
-        return _insert_token(conn, account_id, region, name, clock.now())
+        token, _ = insert_token(conn, account_id, region, name, now, scopes=stored,
+                                expires_at=expires_at)
+        return token
 
 
-def _insert_token(conn, account_id: str, region: str, name: str, now) -> str:  # type: ignore[no-untyped-def]
+def insert_token(
+    conn: Connection, account_id: str, region: str, name: str, now: datetime, *,
+    role: str = Role.OWNER.value, user_id: str | None = None,
+    scopes: frozenset[str] | None = None, expires_at: datetime | None = None,
+) -> tuple[str, str]:
+    """Store a new token's hash and what it may do; answers (the token, its id)."""
     token = _new_token(region)
+    token_id = str(uuid.uuid4())
     conn.execute(
         insert(api_tokens).values(
-            id=str(uuid.uuid4()),
+            id=token_id,
             account_id=account_id,
             name=name,
             token_hash=hash_token(token),
             created_at=now,
+            user_id=user_id,
+            role=role,
+            scopes=None if scopes is None else json.dumps(sorted(scopes)),
+            expires_at=expires_at,
         )
     )
-    return token
+    return token, token_id
 
 
-def authenticate(cells: Cells, token: str) -> Caller:
-    """Resolve a bearer token to its account, or raise Unauthenticated (one message for every
-    failure, so a caller cannot tell a wrong token from a revoked one)."""
-    failure = Unauthenticated("missing or invalid API token")
+def load_scopes(value: str | None) -> frozenset[str] | None:
+    return None if value is None else frozenset(json.loads(value))
+
+
+def authenticate(cells: Cells, token: str, clock: Clock | None = None) -> Caller:
+    """Resolve a bearer token to its account, role and scopes, or raise Unauthenticated (one
+    message for every failure, so a caller cannot tell a wrong token from a revoked or
+    expired one, or one whose member is gone). Records the use (at most once a minute)."""
+    failure = Unauthenticated(_FAILURE)
     if not token.startswith(TOKEN_PREFIX):
         raise failure
     region = token[len(TOKEN_PREFIX) :].split("_", 1)[0]
     if region not in cells:
         raise failure
+    now = (clock or SystemClock()).now()
     with cells[region].read() as conn:
         row = conn.execute(
-            select(api_tokens.c.id, api_tokens.c.account_id, api_tokens.c.revoked_at).where(
-                api_tokens.c.token_hash == hash_token(token)
-            )
+            select(api_tokens.c.id, api_tokens.c.account_id, api_tokens.c.revoked_at,
+                   api_tokens.c.expires_at, api_tokens.c.last_used_at, api_tokens.c.role,
+                   api_tokens.c.scopes, api_tokens.c.user_id,
+                   users.c.role.label("maker_role"), users.c.disabled_at,
+                   users.c.account_id.label("maker_account"))
+            .select_from(api_tokens.outerjoin(users, users.c.id == api_tokens.c.user_id))
+            .where(api_tokens.c.token_hash == hash_token(token))
         ).first()
-    if row is None or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None or (
+            row.expires_at is not None and now >= row.expires_at):
         raise failure
-    return Caller(region=region, account_id=row.account_id, token_id=row.id)
+    role = row.role
+    if row.user_id is not None:
+        if (row.maker_role is None or row.disabled_at is not None
+                or row.maker_account != row.account_id):
+            raise failure
+        role = lower_role(role, row.maker_role)
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
+        with cells[region].write() as conn:
+            conn.execute(
+                update(api_tokens).where(
+                    api_tokens.c.id == row.id,
+                    or_(api_tokens.c.last_used_at.is_(None),
+                        api_tokens.c.last_used_at <= now - LAST_USED_EVERY))
+                .values(last_used_at=now))
+    return Caller(region=region, account_id=row.account_id, token_id=row.id, role=role,
+                  user_id=row.user_id, scopes=load_scopes(row.scopes))
 
 
 def get_account(cells: Cells, caller: Caller) -> Account:

@@ -37,6 +37,8 @@ from sealflow.db.tables import (
     executions,
     invitations,
     oauth_states,
+    sso_providers,
+    sso_states,
     step_runs,
     storage_entries,
     storage_items,
@@ -107,6 +109,8 @@ SEALED_COLUMNS: tuple[SealedTable, ...] = (
     ),
     SealedTable(storage_entries, ("key_name", "value"), _by_id, ("id",)),
     SealedTable(storage_items, ("value",), _by_id, ("id",)),
+    SealedTable(sso_providers, ("client_secret",), lambda r: str(r.account_id), ("account_id",)),
+    SealedTable(sso_states, ("verifier", "nonce"), lambda r: str(r.state_hash), ("state_hash",)),
 )
 
 

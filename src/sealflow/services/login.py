@@ -19,7 +19,7 @@ from sealflow.core.errors import InvalidInput, Issue, SealflowError
 from sealflow.db.tables import accounts, users
 from sealflow.identity.throttle import PASSWORD_PER_IP, PASSWORD_PER_USER, strictest
 from sealflow.regions.cells import Cells
-from sealflow.services import second_factor, sessions
+from sealflow.services import second_factor, sessions, sso
 from sealflow.services.accounts import Unauthenticated
 from sealflow.services.users import (
     Identity,
@@ -94,6 +94,11 @@ def login(cells: Cells, clock: Clock, ident: Identity, *, email: str, password: 
             record_failures(conn, [(PASSWORD_PER_USER, user_key), (PASSWORD_PER_IP, ip_key)],
                             now)
         raise Unauthenticated(WRONG)
+    # SSO required (I4): only a right password learns it, so it tells nothing about who is
+    # a member.
+    with cell.read() as conn:
+        if sso.required(conn, row.account_id):
+            raise sso.refuse_password(row.account_id)
     if rehash:
         with cell.write() as conn:
             conn.execute(update(users).where(users.c.id == row.id)

@@ -86,7 +86,7 @@ def list_members(cells: Cells, caller: Caller) -> list[Member]:
 def invite(cells: Cells, clock: Clock, ident: Identity, caller: Caller, *, email: str,
            role: str) -> Invitation:
     new = _role(role)
-    authorize_role_change(caller.role, None, new)
+    authorize_role_change(caller.role, None, new, caller.scopes)
     address = _email(email)
     cell = cells[caller.region]
     with cell.read() as conn:
@@ -173,7 +173,7 @@ def change_role(cells: Cells, caller: Caller, member_id: str, role: str) -> Memb
     new = _role(role)
     row = _target(cells, caller, member_id)
     old = _old_role(row.role)
-    authorize_role_change(caller.role, old, new)
+    authorize_role_change(caller.role, old, new, caller.scopes)
     with cells[caller.region].write() as conn:
         keeps_owner = new == Role.OWNER or row.role != Role.OWNER.value
         condition = and_(users.c.id == member_id, users.c.account_id == caller.account_id)
@@ -186,7 +186,7 @@ def change_role(cells: Cells, caller: Caller, member_id: str, role: str) -> Memb
 
 def remove(cells: Cells, caller: Caller, member_id: str) -> None:
     row = _target(cells, caller, member_id)
-    authorize_role_change(caller.role, _old_role(row.role), None)
+    authorize_role_change(caller.role, _old_role(row.role), None, caller.scopes)
     with cells[caller.region].write() as conn:
         conn.execute(delete(sessions).where(sessions.c.user_id == member_id))
         conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == member_id))

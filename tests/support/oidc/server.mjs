@@ -43,7 +43,20 @@ function configuration(jwks) {
     clientDefaults: { id_token_signed_response_alg: 'ES256' },
     jwks,
     cookies: { keys: [randomBytes(32).toString('base64url')] },
-    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    // The account is the login_hint (default "test-user"); a hint with an "@" is also the
+    // account's verified e-mail address, else "<hint>@example.test" is.
+    findAccount: async (_ctx, sub) => ({
+      accountId: sub,
+      claims: async () => ({
+        sub,
+        email: sub.includes('@') ? sub : `${sub}@example.test`,
+        email_verified: true,
+        name: `Test ${sub.split('@')[0]}`,
+      }),
+    }),
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+    // Scope claims in the id_token too (not only at userinfo), as most providers do.
+    conformIdTokenClaims: false,
     features: {
       devInteractions: { enabled: false }, // replaced by the automatic answer below
       clientCredentials: { enabled: true },
