@@ -24,7 +24,7 @@ from sealflow.engine.triggers import ScheduleTicker
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.credentials import StoredCredentials
-from sealflow.services.storage import sweep_ended_executions
+from sealflow.services.storage_lifetimes import sweep_ended_executions
 from sealflow.services.workflows import DefinitionCache
 from sealflow.vault.errors import KeyProviderError
 from sealflow.vault.keystore import KeyStore, upgrade_keystore

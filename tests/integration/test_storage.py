@@ -22,12 +22,8 @@ from sealflow.core.workflows import parse_text, validate
 from sealflow.db.tables import storage_entries, storage_items
 from sealflow.services import account_deletion, accounts, keys, workflows
 from sealflow.services import executions as execution_service
-from sealflow.services.storage import (
-    AwaitTimeout,
-    ScopedStorage,
-    WrongKind,
-    sweep_ended_executions,
-)
+from sealflow.services.storage import AwaitTimeout, ScopedStorage, WrongKind
+from sealflow.services.storage_lifetimes import sweep_ended_executions
 
 
 @pytest.fixture

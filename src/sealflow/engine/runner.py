@@ -33,7 +33,7 @@ from sealflow.engine.walker import GraphWalker
 from sealflow.redaction import scope as redaction_scope
 from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cells
-from sealflow.services import storage
+from sealflow.services import storage_lifetimes
 from sealflow.services.account_settings import RedactionPolicies
 from sealflow.services.workflows import DefinitionCache
 
@@ -253,7 +253,7 @@ class Runner:
                 step_done=step_done,
             )
             # D2: the execution's own storage goes with its end, in the same transaction.
-            storage.delete_scope(conn, run.row.account_id, "execution", run.row.id)
+            storage_lifetimes.delete_scope(conn, run.row.account_id, "execution", run.row.id)
 
     @staticmethod
     def _default_response(execution_id: str, status: Status, result: Any) -> dict[str, Any]:

@@ -28,27 +28,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, update
 
 from sealflow.clock import Clock, SystemClock
-from sealflow.db.sealed import step_row_id
-from sealflow.db.tables import (
-    authentications,
-    executions,
-    invitations,
-    oauth_states,
-    sso_providers,
-    sso_states,
-    step_runs,
-    storage_entries,
-    storage_items,
-    storage_lookup_keys,
-    users,
-    workflow_versions,
-    workflows,
-)
 from sealflow.regions.cells import Cell
-from sealflow.services.workflows import _version_row_id
+from sealflow.services.sealed_columns import SEALED_COLUMNS, SealedTable
 from sealflow.vault.errors import DecryptionFailed, KeyVersionError
 from sealflow.vault.keystore import RewrapProgress
 from sealflow.vault.vault import Vault
@@ -58,60 +42,6 @@ _PREFIX_CHARS = 8  # base64 of the 6-byte prefix (format byte + Tink's 5): exact
 # and its commit in the key store.
 SETTLE_MARGIN = timedelta(seconds=1)
 _STALLS = 3  # passes in a row that only lost races before giving up (run it again)
-
-
-@dataclass(frozen=True)
-class SealedTable:
-    """A table with sealed columns (db.sealed) and the row id its ciphertexts are bound to."""
-
-    table: Table
-    columns: tuple[str, ...]
-    row_id: Callable[[Any], str]  # from a row holding `reads`
-    reads: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.table.primary_key.columns) != 1:  # the compare-and-set names one row
-            raise ValueError(f"{self.table.name}: one primary-key column expected")
-
-    @property
-    def key(self) -> Any:
-        return next(iter(self.table.primary_key.columns))
-
-
-def _by_id(row: Any) -> str:
-    return str(row.id)
-
-
-# Every sealed column of the cell, with the row-id rule its table's writers use. A new table
-# with sealed columns must be listed here, or `keys rotate-data` cannot remove old keys
-# safely (its values would be lost with them) and `keys status` would not count it.
-SEALED_COLUMNS: tuple[SealedTable, ...] = (
-    SealedTable(workflows, ("webhook_token", "webhook_secret"), _by_id, ("id",)),
-    SealedTable(
-        workflow_versions,
-        ("document",),
-        lambda r: _version_row_id(r.workflow_id, r.version),
-        ("workflow_id", "version"),
-    ),
-    SealedTable(executions, ("trigger_payload", "response", "result", "error"), _by_id, ("id",)),
-    SealedTable(
-        step_runs,
-        ("input", "output", "error", "logs"),
-        lambda r: step_row_id(r.execution_id, r.path),
-        ("execution_id", "path"),
-    ),
-    SealedTable(authentications, ("config", "secret"), _by_id, ("id",)),
-    SealedTable(oauth_states, ("verifier",), lambda r: str(r.state_hash), ("state_hash",)),
-    SealedTable(users, ("email", "name", "totp_secret"), _by_id, ("id",)),
-    SealedTable(invitations, ("email",), _by_id, ("id",)),
-    SealedTable(
-        storage_lookup_keys, ("secret",), lambda r: str(r.account_id), ("account_id",)
-    ),
-    SealedTable(storage_entries, ("key_name", "value"), _by_id, ("id",)),
-    SealedTable(storage_items, ("value",), _by_id, ("id",)),
-    SealedTable(sso_providers, ("client_secret",), lambda r: str(r.account_id), ("account_id",)),
-    SealedTable(sso_states, ("verifier", "nonce"), lambda r: str(r.state_hash), ("state_hash",)),
-)
 
 
 # ---------------------------------------------------------------------------------- the KEK

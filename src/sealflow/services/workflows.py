@@ -25,7 +25,7 @@ from sealflow.db.sealed import open_, seal
 from sealflow.db.tables import schedule_state, workflow_versions, workflows
 from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cell, Cells
-from sealflow.services import storage
+from sealflow.services import storage_lifetimes
 from sealflow.services.account_settings import policy_for
 from sealflow.services.accounts import Caller
 from sealflow.services.authentications import usable_ids
@@ -333,7 +333,7 @@ def delete_workflow(cells: Cells, clock: Clock, caller: Caller, workflow_id: str
         )
         conn.execute(delete(schedule_state).where(schedule_state.c.workflow_id == workflow_id))
         # D2: the workflow's storage scope goes with it.
-        storage.delete_scope(conn, caller.account_id, "workflow", workflow_id)
+        storage_lifetimes.delete_scope(conn, caller.account_id, "workflow", workflow_id)
 
 
 def count(cells: Cells, caller: Caller) -> int:
