@@ -7,11 +7,10 @@ Caller, as a session would give it)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +32,11 @@ from sealflow.identity.passwords import PasswordHasher
 from sealflow.services import accounts, members, tokens
 from sealflow.services.accounts import Caller, Unauthenticated, hash_token
 from sealflow.services.users import Identity, load_or_create_pepper, pepper_file
+from tests.support.clock import ManualClock as Clock
 
 MANUAL = {"name": "manual", "trigger": {"type": "manual"},
           "steps": [{"name": "one", "connector": "transform", "input": {"expression": "1"}}]}
 WRONG = "missing or invalid API token"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t.timestamp()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-    def move(self, **kw: float) -> None:
-        self.t += timedelta(**kw)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ cell, with an injected clock that the tests move (never sleep)."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,32 +21,15 @@ from sealflow.regions.cells import Cells
 from sealflow.services import accounts, login, members, second_factor, sessions
 from sealflow.services.accounts import Caller, Unauthenticated
 from sealflow.services.users import Identity, LoginThrottled, load_or_create_pepper
+from tests.support.clock import ManualClock as Clock
 
 PASSWORD = "correct horse battery staple"
 
 
-class Clock:
-    def __init__(self) -> None:
-        # Five seconds into a TOTP step: codes of this step and the next are valid now.
-        start = datetime(2026, 11, 29, 12, 0, 5, tzinfo=UTC)
-        self.t = start
-
-    def now(self) -> datetime:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t.timestamp()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-    def move(self, **kw: float) -> None:
-        self.t += timedelta(**kw)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    # Five seconds into a TOTP step: codes of this step and the next are valid now.
+    return Clock(datetime(2026, 11, 29, 12, 0, 5, tzinfo=UTC))
 
 
 @pytest.fixture
