@@ -4,6 +4,7 @@ Everything else receives what it needs from here."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from sealflow.engine.triggers import ScheduleTicker
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.credentials import StoredCredentials
+from sealflow.services.expired_rows import sweep_expired
 from sealflow.services.storage_lifetimes import sweep_ended_executions
 from sealflow.services.workflows import DefinitionCache
 from sealflow.vault.errors import KeyProviderError
@@ -201,7 +203,8 @@ def build_platform(
     queue = EmbeddedQueue(cells=cells, runner=runner, settings=settings.worker, clock=clock)
     queue_ref.append(queue)
     ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch,
-                            housekeeping=[sweep_ended_executions])
+                            housekeeping=[sweep_ended_executions,
+                                          functools.partial(sweep_expired, clock=clock)])
     return Platform(
         settings=settings,
         cells=cells,

@@ -279,7 +279,7 @@ sessions = Table(
 
 # Failed login attempts (I6) per key: `user:<id>`, `ip:<pseudonym>`, `totp:<user id>`.
 # No account and nothing personal: IPs are pseudonymised; rows older than the throttle's
-# horizon are deleted as new failures come.
+# horizon are deleted as new failures come, and a day later by housekeeping (expired_rows).
 login_failures = Table(
     "login_failures",
     metadata,
