@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from sealflow.audit.signing import Signer, key_path
+from sealflow.audit.trail import AuditTrail
 from sealflow.clock import Clock, SystemClock
 from sealflow.config import Settings
 from sealflow.connectors.registry import ConnectorRegistry
@@ -24,6 +26,7 @@ from sealflow.engine.runner import PlatformRetry, Runner
 from sealflow.engine.triggers import ScheduleTicker
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
+from sealflow.services.audit_checkpoints import checkpoint_audit
 from sealflow.services.credentials import StoredCredentials
 from sealflow.services.expired_rows import sweep_expired
 from sealflow.services.storage_lifetimes import sweep_ended_executions
@@ -74,7 +77,8 @@ def build_cell(settings: Settings, region: str, clock: Clock) -> Cell:
         cache_ttl_s=settings.keys.cache_ttl_s,
     )
     engine = make_engine(settings.database_url(region))
-    return Cell(region, engine, vault, keystore_engine, provider, keystore)
+    trail = AuditTrail(region, Signer.load(key_path(settings.data_dir, region), create=True))
+    return Cell(region, engine, vault, keystore_engine, provider, keystore, trail)
 
 
 def build_cells(settings: Settings, clock: Clock | None = None) -> Cells:
@@ -204,7 +208,8 @@ def build_platform(
     queue_ref.append(queue)
     ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch,
                             housekeeping=[sweep_ended_executions,
-                                          functools.partial(sweep_expired, clock=clock)])
+                                          functools.partial(sweep_expired, clock=clock),
+                                          functools.partial(checkpoint_audit, clock=clock)])
     return Platform(
         settings=settings,
         cells=cells,

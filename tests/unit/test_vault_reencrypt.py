@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Integer, delete, insert, select, update
 
+from sealflow.audit.signing import Signer
+from sealflow.audit.trail import AuditTrail
 from sealflow.db import tables
 from sealflow.db.engine import make_engine
 from sealflow.db.sealed import DataUnreadable, open_, seal, step_row_id
@@ -86,7 +88,8 @@ class World:
         self.engines += [engine, ks_engine]
         self.store = KeyStore(ks_engine, self.clock)  # type: ignore[arg-type]
         self.provider = LocalFileProvider(self.root / "keys" / "us.kek.json")
-        self.cell = Cell("us", engine, self.vault(), ks_engine, self.provider, self.store)
+        self.cell = Cell("us", engine, self.vault(), ks_engine, self.provider, self.store,
+                         AuditTrail("us", Signer.generate()))
 
     def vault(self, ttl: float = TTL) -> Vault:
         return Vault("us", self.store, self.provider, self.clock, cache_ttl_s=ttl)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Region cells (R1). A cell is one region's complete set of stores; code holds the cell of
 the account it works for, never "the" database. A cell has its database and its vault (the
-key store, apart from the data, and the KEK provider, issue 3); backups and audit trail
-(issues 6, 7) join it here."""
+key store, apart from the data, and the KEK provider, issue 3) and its audit trail (signed
+with the region's own key)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 
+from sealflow.audit.trail import AuditTrail
 from sealflow.core.errors import NotFound
 from sealflow.vault.keystore import KeyStore
 from sealflow.vault.providers.base import KeyProvider
@@ -28,6 +29,8 @@ class Cell:
     provider: KeyProvider = field(compare=False, repr=False)
     # The vault's key store, for start-up upkeep (bootstrap.migrate_all: the tombstone log).
     keystore: KeyStore = field(compare=False, repr=False)
+    # The region's audit trail (A1): services record events through it inside their writes.
+    audit: AuditTrail = field(compare=False, repr=False)
     # The event loop's thread keeps one connection per mode: every engine.begin() would
     # otherwise check a connection out of the pool and build a Connection (~35 us each).
     _local: threading.local = field(default_factory=threading.local, compare=False, repr=False)

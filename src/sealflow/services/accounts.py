@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, or_, select, update
 
+from sealflow.audit.records import Actor, ActorKind
 from sealflow.clock import Clock, SystemClock
 from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
 from sealflow.db.tables import accounts, api_tokens, users
@@ -53,6 +54,13 @@ class Caller:
     role: str = "owner"
     user_id: str | None = None
     scopes: frozenset[str] | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """Who the audit trail names for this caller: the member, else the token."""
+        if self.user_id is not None:
+            return Actor(ActorKind.USER, self.user_id)
+        return Actor(ActorKind.TOKEN, self.token_id)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,27 @@
+"""Platform staff and access grants (I7).
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op  # noqa: F401
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+ID = sa.String(36)
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

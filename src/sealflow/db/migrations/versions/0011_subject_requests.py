@@ -1,0 +1,27 @@
+"""Data subject requests (D5).
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op  # noqa: F401
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+ID = sa.String(36)
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

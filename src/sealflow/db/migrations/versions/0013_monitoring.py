@@ -1,0 +1,27 @@
+"""Audit sinks (SIEM) and alerts (A4).
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op  # noqa: F401
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+ID = sa.String(36)
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

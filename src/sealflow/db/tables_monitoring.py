@@ -1,0 +1,6 @@
+"""Audit sinks (SIEM) and alerts (A4): the tables.
+Kept apart from db/tables.py for size; imported at its end so `metadata` is whole."""
+
+from __future__ import annotations
+
+from sealflow.db.tables import metadata  # noqa: F401

@@ -1,0 +1,6 @@
+"""Platform staff and access grants (I7): the tables.
+Kept apart from db/tables.py for size; imported at its end so `metadata` is whole."""
+
+from __future__ import annotations
+
+from sealflow.db.tables import metadata  # noqa: F401
