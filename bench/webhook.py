@@ -11,10 +11,14 @@ served with the same TLS set-up (bench/_ceiling_app.py): the ceiling.
     .venv/bin/python bench/webhook.py                 # 20 s at c=1 and c=16, then the ceiling
     .venv/bin/python bench/webhook.py -d 10 -c 1 4 16 --profile /tmp/sealflow.svg
     .venv/bin/python bench/webhook.py --compare-encryption -c 16 -d 10 --rounds 6
+    .venv/bin/python bench/webhook.py --compare-audit -c 16 -d 10 --rounds 6
 
 --compare-encryption runs the same load against sealflow as it is and against sealflow with
 sealing at rest replaced by a plain JSON/base64 pass-through (bench/_plain_server.py, a
 bench-only launcher: the product has no "encryption off" setting), and prints the difference.
+--compare-audit does the same for the audit trail (bench/_unaudited_server.py: record() a
+no-op), with a workflow whose first step calls a local API with a stored authentication, so
+that each execution writes one audit record (bench/_audit_compare.py).
 
 The load generator is wrk (Debian: `apt-get install -y wrk`), or, without it, a light
 asyncio client (raw keep-alive HTTP/1.1 over ssl). Server and client get one core each
@@ -40,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +85,11 @@ TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 300.0
 # --compare-encryption: executions/s with encryption at rest at most this much lower.
 TARGET_ENCRYPTION_COST = 0.15
+# Bench-only launchers of the --compare-* modes, by variant; any other variant is the CLI.
+LAUNCHERS = {"plain": "_plain_server.py", "unaudited": "_unaudited_server.py"}
+# --compare-audit: (port, CA, account token) -> (the workflow to save, step records per
+# execution), after it made what the workflow needs through the API.
+Setup = Callable[[int, ssl.SSLContext, str], tuple[dict[str, Any], int]]
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -422,15 +432,17 @@ class Bench:
         result.rss_mb = peak_rss_mb(pid)
         return result
 
-    def sealflow(self, variant: str = "sealflow", data_name: str = "data"
-                 ) -> tuple[list[Load], dict[str, Any]]:
-        """One server run. variant "sealflow" (also "sealed") is the product as it is;
-        "plain" is bench/_plain_server.py: sealing replaced by a pass-through."""
+    def sealflow(self, variant: str = "sealflow", data_name: str = "data",
+                 setup: Setup | None = None) -> tuple[list[Load], dict[str, Any]]:
+        """One server run. variant "sealflow" (also "sealed", "audited") is the product as it
+        is; "plain" is bench/_plain_server.py: sealing replaced by a pass-through;
+        "unaudited" is bench/_unaudited_server.py: no audit records. `setup` makes the
+        workflow (default: WORKFLOW)."""
         data = self.tmp / data_name
         data.mkdir(mode=0o700)
         port = free_port()
         log = self.tmp / f"{data_name}.log"
-        launcher = ([str(BENCH_DIR / "_plain_server.py")] if variant == "plain"
+        launcher = ([str(BENCH_DIR / LAUNCHERS[variant])] if variant in LAUNCHERS
                     else ["-m", "sealflow.cli"])
         cmd = [sys.executable, *launcher, "--data-dir", str(data), "--host", HOST,
                "--port", str(port), "serve"]
@@ -443,7 +455,9 @@ class Bench:
                                   {"name": "bench", "region": "us"}, token=operator)
         if status != 201:
             raise SystemExit(f"cannot create the account: {status} {account}")
-        status, wf = request(port, ca, "POST", "/v1/workflows", {"definition": WORKFLOW},
+        definition, steps_per_execution = (
+            setup(port, ca, account["token"]) if setup else (WORKFLOW, STEPS_PER_EXECUTION))
+        status, wf = request(port, ca, "POST", "/v1/workflows", {"definition": definition},
                              token=account["token"])
         if status != 201:
             raise SystemExit(f"cannot save the workflow: {status} {wf}")
@@ -478,6 +492,8 @@ class Bench:
             "steps_not_succeeded": final["steps"] - final["steps_succeeded"],
             "rss_mb": rss,
             "at_rest": at_rest(db),
+            "steps_per_execution": steps_per_execution,
+            "db": db,
         }
         return results, check
 
@@ -505,7 +521,7 @@ class Bench:
         out = self.args.profile
         if out is None:
             return None
-        if self.args.compare_encryption:  # one profile per server run
+        if self.args.compare_encryption or self.args.compare_audit:  # one per server run
             out = out.with_name(f"{out.stem}-{run}{out.suffix}")
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(spy).exists():
@@ -555,15 +571,16 @@ def _recorded(check: dict[str, Any]) -> tuple[bool, str]:
     started (it drops one whose client left before it began), so the executions lie
     between the successful requests and the requests sent."""
     executions, ok, sent = check["executions"], check["ok"], check["sent"]
+    per = check["steps_per_execution"]
     recorded = (ok <= executions <= sent
-                and check["steps"] == STEPS_PER_EXECUTION * executions
+                and check["steps"] == per * executions
                 and check["not_succeeded"] == 0 and check["steps_not_succeeded"] == 0)
     extra = executions - ok
     how = "exactly" if extra == 0 else (
         f"+ {extra} of the {sent - ok} requests the client left in flight at its deadline")
     return recorded, (
         f"recorded in us.db: {executions} executions and {check['steps']} step records "
-        f"({STEPS_PER_EXECUTION} per execution expected) for {ok} successful requests {how}; "
+        f"({per} per execution expected) for {ok} successful requests {how}; "
         f"executions not succeeded: {check['not_succeeded']}, steps not succeeded: "
         f"{check['steps_not_succeeded']} -> {_verdict(recorded)}")
 
@@ -607,21 +624,57 @@ def _change(on: float | None, off: float | None) -> str:
     return f"{(on - off) / off:+.1%}"
 
 
-def report_compare(runs: list[tuple[list[Load], dict[str, Any]]], client: str) -> bool:
-    """Encryption on ("sealed") against off ("plain"): every run, then the medians over the
-    rounds at the highest concurrency and the verdict."""
+@dataclass(frozen=True)
+class Comparison:
+    """A --compare-* mode: the product as it is (variant `on`) against a bench-only launcher
+    without one cost (variant `off`, see LAUNCHERS)."""
+
+    what: str  # "encryption": the cost measured
+    on: str
+    off: str
+    legend: str  # what the two variants are, printed above the table
+    target: float  # at most this much lower executions/s with the cost than without
+    check: Callable[[str, dict[str, Any]], tuple[bool, str]]  # one run: (passed, what)
+
+
+def _at_rest_check(variant: str, check: dict[str, Any]) -> tuple[bool, str]:
+    stored = check["at_rest"] == variant
+    return stored, f"at rest {check['at_rest']} -> {_verdict(stored)}"
+
+
+ENCRYPTION = Comparison(
+    "encryption", "sealed", "plain",
+    "sealed: sealflow as it is; plain: the same server with sealing at rest replaced by a "
+    "JSON/base64 pass-through (bench/_plain_server.py)", TARGET_ENCRYPTION_COST,
+    _at_rest_check)
+
+
+def compare(run: Callable[[str, str], tuple[list[Load], dict[str, Any]]], how: Comparison,
+            rounds: int) -> list[tuple[list[Load], dict[str, Any]]]:
+    """`rounds` pairs of server runs, run(variant, data directory name) each."""
+    runs = []
+    for n in range(rounds):  # alternate the order: drift hits both alike
+        order = (how.on, how.off) if n % 2 == 0 else (how.off, how.on)
+        for variant in order:
+            runs.append(run(variant, f"data-{variant}-{n + 1}"))
+    return runs
+
+
+def report_compare(runs: list[tuple[list[Load], dict[str, Any]]], client: str,
+                   how: Comparison = ENCRYPTION) -> bool:
+    """The cost on (e.g. "sealed") against off ("plain"): every run, then the medians over
+    the rounds at the highest concurrency and the verdict."""
     print(f"\nload generator: {client}; server and client pinned to one core each")
-    print("sealed: sealflow as it is; plain: the same server with sealing at rest replaced by "
-          "a JSON/base64 pass-through (bench/_plain_server.py)\n")
+    print(f"{how.legend}\n")
     _table([load for loads, _ in runs for load in loads])
     ok = True
     print()
     for loads, check in runs:
         recorded, line = _recorded(check)
-        expected = loads[0].target
-        stored = check["at_rest"] == expected
-        print(f"{expected}: at rest {check['at_rest']} -> {_verdict(stored)}; {line}")
-        ok = ok and recorded and stored
+        variant = loads[0].target
+        passed, what = how.check(variant, check)
+        print(f"{variant}: {what}; {line}")
+        ok = ok and recorded and passed
 
     def median(variant: str, value: Any) -> float | None:
         found = [value(loads[-1], check) for loads, check in runs if loads[0].target == variant]
@@ -637,24 +690,30 @@ def report_compare(runs: list[tuple[list[Load], dict[str, Any]]], client: str) -
         ("CPU ms/req", lambda r, c: r.cpu_ms_per_request, "{:.3f}"),
     ]
     rounds = len(runs) // 2
-    print(f"\nencryption on vs off at c={top} (median of {rounds} round(s)):")
+    print(f"\n{how.what} on vs off at c={top} (median of {rounds} round(s)):")
     print(f"  {'':<13} {'on':>9} {'off':>9} {'change':>8}")
     for name, value, fmt in figures:
-        on, off = median("sealed", value), median("plain", value)
+        on, off = median(how.on, value), median(how.off, value)
         print(f"  {name:<13} {(fmt.format(on) if on is not None else '?'):>9} "
               f"{(fmt.format(off) if off is not None else '?'):>9} {_change(on, off):>8}")
     # The verdict compares the two runs of each round (back to back, so a shared machine's
     # drift hits both alike) and takes the median over the rounds.
-    costs = []
+    costs, cpu = [], []
     for n in range(rounds):
-        pair = {loads[0].target: loads[-1].per_s for loads, _ in runs[2 * n:2 * n + 2]}
-        costs.append((pair["plain"] - pair["sealed"]) / pair["plain"] if pair["plain"] else 1.0)
+        pair = {loads[0].target: loads[-1] for loads, _ in runs[2 * n:2 * n + 2]}
+        on_, off_ = pair[how.on], pair[how.off]
+        costs.append((off_.per_s - on_.per_s) / off_.per_s if off_.per_s else 1.0)
+        if on_.cpu_ms_per_request and off_.cpu_ms_per_request:
+            cpu.append(on_.cpu_ms_per_request / off_.cpu_ms_per_request - 1)
     cost = statistics.median(costs)
-    within = cost <= TARGET_ENCRYPTION_COST
-    print(f"\n  executions/s lower with encryption, per round: "
+    within = cost <= how.target
+    print(f"\n  executions/s lower with {how.what}, per round: "
           f"{', '.join(f'{c:.1%}' for c in costs)}")
-    print(f"  {_verdict(within)}  median {cost:.1%} lower with encryption than without "
-          f"(target: at most {TARGET_ENCRYPTION_COST:.0%})")
+    if cpu:  # what the server itself spent: steadier than rates when others share the CPUs
+        print(f"  server CPU per request higher with {how.what}, per round: "
+              f"{', '.join(f'{c:+.1%}' for c in cpu)}; median {statistics.median(cpu):+.1%}")
+    print(f"  {_verdict(within)}  median {cost:.1%} lower with {how.what} than without "
+          f"(target: at most {how.target:.0%})")
     return ok and within
 
 
@@ -679,12 +738,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare-encryption", action="store_true",
                         help="run the load against sealflow with and without encryption at rest "
                              "(a bench-only pass-through) and print the difference; no ceiling")
+    parser.add_argument("--compare-audit", action="store_true",
+                        help="the same with and without the audit trail (a bench-only no-op), "
+                             "on a workflow that decrypts an authentication per execution")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="--compare-audit on the default workflow (no authentication)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="--compare-encryption: rounds of (with, without), order alternating "
+                        help="--compare-*: rounds of (with, without), order alternating "
                              "(default 1)")
     args = parser.parse_args(argv)
     if args.duration <= 0 or any(c < 1 for c in args.concurrency) or args.rounds < 1:
         parser.error("--duration, --concurrency and --rounds must be positive")
+    if args.compare_encryption and args.compare_audit:
+        parser.error("--compare-encryption and --compare-audit: one at a time")
+    if args.no_auth and not args.compare_audit:
+        parser.error("--no-auth goes with --compare-audit")
     args.concurrency = sorted(set(args.concurrency))
     return args
 
@@ -715,12 +783,12 @@ def main(argv: list[str] | None = None) -> int:
     client = "wrk" if use_wrk else "asyncio (python)"
     try:
         if args.compare_encryption:
-            runs = []
-            for n in range(args.rounds):  # alternate the order: drift hits both alike
-                order = ("sealed", "plain") if n % 2 == 0 else ("plain", "sealed")
-                for variant in order:
-                    runs.append(bench.sealflow(variant, f"data-{variant}-{n + 1}"))
-            passed = report_compare(runs, client)
+            passed = report_compare(compare(bench.sealflow, ENCRYPTION, args.rounds), client)
+        elif args.compare_audit:
+            sys.modules.setdefault("webhook", sys.modules[__name__])  # its `import webhook`
+            import _audit_compare
+
+            passed = _audit_compare.main(bench, args, client)
         else:
             ours, check = bench.sealflow()
             ceiling = None if args.no_ceiling else bench.ceiling()

@@ -24,12 +24,16 @@ from sealflow.engine.interceptors import Chain, CredentialProvider, default_inte
 from sealflow.engine.notify import ResponseHub
 from sealflow.engine.runner import PlatformRetry, Runner
 from sealflow.engine.triggers import ScheduleTicker
+from sealflow.monitoring.background import Monitor, build_monitor
 from sealflow.queue.embedded import EmbeddedQueue
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.audit_checkpoints import checkpoint_audit
+from sealflow.services.backups import BackupJob
 from sealflow.services.credentials import StoredCredentials
 from sealflow.services.expired_rows import sweep_expired
+from sealflow.services.purge import LogFiles, Purger
 from sealflow.services.storage_lifetimes import sweep_ended_executions
+from sealflow.services.subject_erasure_log import reapply_all as reapply_erasures
 from sealflow.services.workflows import DefinitionCache
 from sealflow.vault.errors import KeyProviderError
 from sealflow.vault.keystore import KeyStore, upgrade_keystore
@@ -77,7 +81,9 @@ def build_cell(settings: Settings, region: str, clock: Clock) -> Cell:
         cache_ttl_s=settings.keys.cache_ttl_s,
     )
     engine = make_engine(settings.database_url(region))
-    trail = AuditTrail(region, Signer.load(key_path(settings.data_dir, region), create=True))
+    audit_key = key_path(settings.data_dir, region)
+    made = not audit_key.exists()
+    trail = AuditTrail(region, Signer.load(audit_key, create=True), key_created=made)
     return Cell(region, engine, vault, keystore_engine, provider, keystore, trail)
 
 
@@ -93,11 +99,13 @@ def build_cells(settings: Settings, clock: Clock | None = None) -> Cells:
     return Cells(cells)
 
 
-def migrate_all(cells: Cells) -> None:
+def migrate_all(cells: Cells, clock: Clock | None = None) -> None:
     for region in cells:
         cell = cells[region]
         upgrade(cell.engine)
         upgrade_keystore(cell.keystore_engine)
+        with cell.write() as conn:
+            cell.audit.record_key_creation(conn, (clock or SystemClock()).now())
         # A key store restored from before a shred gets its tombstones back and loses the
         # revived keysets, before anything can read them.
         dropped = cell.keystore.sync_tombstone_log()
@@ -149,16 +157,25 @@ class Platform:
     outbound: _OutboundClient
     credentials: StoredCredentials
     _started: bool = field(default=False)
+    # A3/A4: SIEM delivery and alert evaluation (monitoring.background), run with the workers.
+    monitor: Monitor | None = None
+    purger: Purger | None = None  # D3: stopped with the ticker (its runs are threads)
 
     async def start(self, *, workers: bool = True) -> None:
         if workers:
             await self.queue.start()
             await self.ticker.start()
+            if self.monitor is not None:
+                await self.monitor.start()
         self._started = workers
 
     async def stop(self) -> None:
         if self._started:
+            if self.monitor is not None:
+                await self.monitor.stop()
             await self.ticker.stop()
+            if self.purger is not None:
+                await asyncio.to_thread(self.purger.close)
             await self.queue.stop()
         await self.outbound.aclose()
 
@@ -175,7 +192,9 @@ def build_platform(
     limits = settings.core_limits()
     cells = build_cells(settings, clock)
     if migrate:
-        migrate_all(cells)
+        migrate_all(cells, clock)
+        # Members erased since a restored backup was taken are erased again (D5, D6).
+        reapply_erasures(settings.data_dir, cells, clock)
     registry = registry or ConnectorRegistry.discover()
     definitions = DefinitionCache(registry, limits)
     hub = ResponseHub()
@@ -206,10 +225,16 @@ def build_platform(
     )
     queue = EmbeddedQueue(cells=cells, runner=runner, settings=settings.worker, clock=clock)
     queue_ref.append(queue)
+    # D3: the retention purge, each cell's run in a thread of its own (services.purge); the
+    # server log files are purged with the first served region's run.
+    purger = Purger(clock, log_files=LogFiles(settings.log_dir(), settings.log_files.keep_days),
+                    log_region=next(iter(cells), None))
     ticker = ScheduleTicker(cells=cells, clock=clock, definitions=definitions, submit=dispatch,
                             housekeeping=[sweep_ended_executions,
                                           functools.partial(sweep_expired, clock=clock),
-                                          functools.partial(checkpoint_audit, clock=clock)])
+                                          functools.partial(checkpoint_audit, clock=clock),
+                                          BackupJob(settings, clock),
+                                          purger])
     return Platform(
         settings=settings,
         cells=cells,
@@ -223,6 +248,8 @@ def build_platform(
         ticker=ticker,
         outbound=outbound,
         credentials=stored,
+        purger=purger,
+        monitor=build_monitor(cells, clock, settings),
     )
 
 

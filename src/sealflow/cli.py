@@ -15,8 +15,12 @@ import typer
 from sqlalchemy import func, select
 
 from sealflow.cli_audit import audit_app
+from sealflow.cli_backup import backup_app
 from sealflow.cli_common import _fail, _overrides, _print_json, _settings
 from sealflow.cli_keys import keys_app
+from sealflow.cli_purge import purge, retention_app
+from sealflow.cli_staff import staff_app
+from sealflow.cli_subjects import subjects_app
 from sealflow.config import Settings
 
 app = typer.Typer(help="sealflow: workflow automation with enforced data protection.",
@@ -28,6 +32,11 @@ app.add_typer(workflows_app, name="workflows")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
+app.command("purge")(purge)
+app.add_typer(subjects_app, name="subjects")
+app.add_typer(staff_app, name="staff")
+app.add_typer(backup_app, name="backup")
 
 
 
@@ -53,6 +62,11 @@ def _operator_token(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+OWNER_EMAIL = typer.Option(
+    help="E-mail of the account's first owner: prints a one-time invitation (7 days) they "
+         "accept with a name and a password (POST /v1/invitations/accept)")
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade every region's database to the latest schema."""
@@ -69,9 +83,11 @@ def migrate() -> None:
 def init(
     name: Annotated[str, typer.Option(help="Name of the first account")] = "My company",
     region: Annotated[str, typer.Option(help="Region of the first account")] = "us",
+    owner_email: Annotated[str | None, OWNER_EMAIL] = None,
 ) -> None:
     """First run: migrate, make the development certificate, create a first owner account
-    (its API token is printed once and never again). Does nothing that is already done."""
+    (its API token is printed once and never again; with --owner-email, an invitation for
+    its first owner too). Does nothing that is already done."""
     from sealflow.bootstrap import build_cells, migrate_all
     from sealflow.clock import SystemClock
     from sealflow.db.tables import accounts
@@ -95,6 +111,12 @@ def init(
         typer.echo("Its API token, shown this once (store it; `sealflow accounts token` makes "
                    "another):")
         typer.echo(f"  {token}")
+        if owner_email is not None:
+            invited = _invite_owner(settings, cells, account.region, account.id, owner_email)
+            typer.echo(f"Invitation for its first owner {invited['email']}, shown this once "
+                       f"(valid until {invited['expires_at']}):")
+            typer.echo(f"  {invited['invitation']}")
+            typer.echo(f"  {invited['accept']}")
     ca = settings.tls().dev_dir / "dev-ca.pem"
     if settings.tls_cert_file is None:
         typer.echo(f"Development CA (trust it in your client): {ca}")
@@ -113,7 +135,8 @@ def serve(
     from sealflow.tls import serve as tls_serve
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level,
+                      settings.log_dir() if settings.log_files.enabled else None)
     platform = build_platform(settings)
     application = create_app(platform, operator_token=_operator_token(settings),
                              run_workers=workers and settings.embedded_workers)
@@ -135,7 +158,8 @@ def worker(
     from sealflow.logs import configure_logging
 
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level,
+                      settings.log_dir() if settings.log_files.enabled else None)
     platform = build_platform(settings)
     if region:
         unknown = [r for r in region if r not in platform.cells]
@@ -245,16 +269,47 @@ def workflows_export(
 def accounts_create(
     name: Annotated[str, typer.Option(help="Account name")],
     region: Annotated[str, typer.Option(help="us, eu or apac")] = "us",
+    owner_email: Annotated[str | None, OWNER_EMAIL] = None,
 ) -> None:
-    """Create an account in a region; prints its API token once."""
+    """Create an account in a region; prints its API token once (and, with --owner-email,
+    the one-time invitation its first owner accepts to set a password)."""
     from sealflow.bootstrap import build_cells
     from sealflow.clock import SystemClock
     from sealflow.services.accounts import create_account
 
-    cells = build_cells(_settings())
+    settings = _settings()
+    cells = build_cells(settings)
     account, token = create_account(cells, SystemClock(), name=name, region=region)
-    _print_json({"id": account.id, "name": account.name, "region": account.region,
-                 "token": token})
+    out: dict[str, Any] = {"id": account.id, "name": account.name, "region": account.region,
+                           "token": token}
+    if owner_email is not None:
+        out["owner"] = _invite_owner(settings, cells, account.region, account.id, owner_email,
+                                     token=token)
+    _print_json(out)
+
+
+def _invite_owner(settings: Settings, cells: Any, region: str, account_id: str, email: str,
+                  token: str | None = None) -> dict[str, Any]:
+    """Invite the first owner of a new account, as the operator (services.members)."""
+    from sealflow.clock import SystemClock
+    from sealflow.core.errors import Conflict, InvalidInput
+    from sealflow.services import members
+    from sealflow.services.accounts import Caller
+    from sealflow.services.users import Identity
+
+    ident = Identity.build(settings.data_dir, settings.sessions)
+    operator = Caller(region=region, account_id=account_id,
+                      token_id="operator:cli")  # noqa: S106 - an id, not a secret
+    try:
+        inv = members.invite(cells, SystemClock(), ident, operator, email=email, role="owner")
+    except (InvalidInput, Conflict) as err:
+        detail = "; ".join(f"{i.path}: {i.message}" for i in getattr(err, "issues", []))
+        _fail(f"account {account_id} was created (API token: {token or 'printed above'}) but "
+              f"its owner could not be invited: {detail or err.message}; invite one with "
+              "POST /v1/invitations")
+    return {"email": inv.email, "invitation": inv.token, "expires_at": inv.expires_at,
+            "accept": "POST /v1/invitations/accept with {\"token\": <invitation>, "
+                      "\"name\": ..., \"password\": ...}"}
 
 
 @accounts_app.command("token")

@@ -54,7 +54,7 @@ async def run_now(platform: Platform, workflow_id: str, payload: Any) -> dict[st
         await platform.runner.run(who.region, created.id, owner)
     finally:
         await platform.outbound.aclose()
-    return executions.detail(platform.cells, who, created.id)
+    return executions.detail(platform.cells, platform.clock, who, created.id)
 
 
 def import_workflow(

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from sealflow.core.limits import Limits
+from sealflow.monitoring.settings import AlertSettings, MetricsSettings, SiemSettings
 from sealflow.tls import TlsSettings
 from sealflow.vault.keystore import default_keystore_url
 
@@ -110,6 +111,32 @@ class SessionSettings(_Frozen):
     absolute_timeout_s: float = Field(43_200.0, gt=0)
 
 
+class BackupSettings(_Frozen):
+    """Encrypted backups (D6, services.backups): one taken by housekeeping when the newest is
+    older than `every_hours`; backups older than `keep_days` deleted (at most 14 days, the
+    promise). `directory` empty: `<data_dir>/backups` (one folder per region)."""
+
+    directory: Path | None = None
+    scheduled: bool = True
+    every_hours: float = Field(24.0, gt=0)
+    keep_days: float = Field(14.0, gt=0, le=14)
+    chunk_bytes: int = Field(1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    pg_dump: str = "pg_dump"  # PostgreSQL cells: the client programs to run
+    pg_restore: str = "pg_restore"
+
+
+class LogFileSettings(_Frozen):
+    """Server log files (D3, sealflow.logs): `sealflow serve` and `sealflow worker` write
+    every log line (the access log included, redacted as on stderr) to
+    `<directory>/sealflow-YYYY-MM-DD.jsonl` (UTC day) when `enabled`; `directory` empty:
+    `<data_dir>/logs` (Settings.log_dir()). The purge deletes files older than `keep_days`
+    (at most 30, the promise), whether or not writing is enabled."""
+
+    enabled: bool = True
+    directory: Path | None = None
+    keep_days: int = Field(30, ge=1, le=30)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEALFLOW_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -133,9 +160,15 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     keys: KeySettings = KeySettings()
     sessions: SessionSettings = SessionSettings()
+    # A3/A4: /metrics (bearer token), alert rules and sinks, SIEM delivery (monitoring/).
+    metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertSettings = AlertSettings()
+    siem: SiemSettings = SiemSettings()
+    backups: BackupSettings = BackupSettings()
     # Runs the embedded worker pool and scheduler inside `sealflow serve`.
     embedded_workers: bool = True
     log_level: str = "info"
+    log_files: LogFileSettings = LogFileSettings()
 
     @field_validator("ssrf_allow", mode="before")
     @classmethod
@@ -173,9 +206,20 @@ class Settings(BaseSettings):
         configured = self.regions[region].keystore_url if region in self.regions else ""
         return configured or default_keystore_url(self.data_dir, region)
 
+    def log_dir(self) -> Path:
+        """Where the server log files are (sealflow.logs.log_file_name names them)."""
+        return self.log_files.directory or self.data_dir / "logs"
+
     def access_log_key_file(self) -> Path:
         """The key that pseudonymises client addresses in the access log (api/access_log)."""
         return self.data_dir / "keys" / "access-log.key"
+
+    def backup_dir(self, region: str) -> Path:
+        return (self.backups.directory or self.data_dir / "backups") / region
+
+    def backup_key_file(self, region: str) -> Path:
+        """The region's backup key: a key of its own (D6), never a data key or the KEK."""
+        return self.data_dir / "keys" / f"backup-{region}.key"
 
     def key_file(self, region: str) -> Path:
         return self.data_dir / "keys" / f"{region}.kek.json"

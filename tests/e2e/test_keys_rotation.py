@@ -22,7 +22,7 @@ from sealflow.vault.errors import DecryptionFailed
 from sealflow.vault.keystore import KeyStore
 from sealflow.vault.providers.local_file import LocalFileProvider
 from sealflow.vault.vault import Vault
-from tests.support.flows import run, save, wait_done
+from tests.support.flows import get_paced, run, save, wait_done
 from tests.support.server import Server, make_server
 
 FLOW = {
@@ -196,11 +196,11 @@ def test_rotate_data_reencrypts_every_record_while_workflows_run(server):
         assert list(s["records_by_data_key"]) == [str(new_key)], s
         # Every API read still works, for the records from before and during the rotation.
         for i, e in enumerate(first):
-            body = client.get(f"/v1/executions/{e['id']}").json()
+            body = get_paced(client, f"/v1/executions/{e['id']}").json()
             assert body["trigger"]["body"] == {"note": f"s{i}"}
             assert body["result"] == {"echo": f"s{i}"}
         for d in during:
-            r = client.get(f"/v1/executions/{d['id']}")
+            r = get_paced(client, f"/v1/executions/{d['id']}")
             assert r.status_code == 200 and r.json()["result"] == d["result"]
         document = client.get(f"/v1/workflows/{wf['id']}/versions/1")
         assert document.status_code == 200 and document.json()["document"]["name"] == "rotor"

@@ -118,6 +118,15 @@ def test_sso_login_end_to_end_with_a_member_made_just_in_time(
     code = dict(parse_qsl(urlsplit(back).query))["code"]
     assert replay.status_code == 400 and code not in replay.text
 
+    # On the account's audit trail: the provider set up, and both logins by SSO (A1).
+    with server.client(token) as api:
+        trail = api.get("/v1/account/audit").json()["records"]
+    logins = [r for r in trail if r["action"] == "login.succeeded"]
+    assert [r["details"]["method"] for r in logins] == ["sso", "sso"]
+    assert {r["actor"]["id"] for r in logins} == {body["user_id"]}
+    assert any(r["action"] == "settings.changed" and r["details"]["section"] == "sso"
+               for r in trail)
+
 
 def test_tampered_state_and_nonce_are_refused(server: Server, oauth_server: OAuthServer
                                               ) -> None:
@@ -145,6 +154,10 @@ def test_tampered_state_and_nonce_are_refused(server: Server, oauth_server: OAut
     assert refused.status_code == 400, refused.text
     assert "nonce" in refused.text
     assert COOKIE not in refused.headers.get("set-cookie", "")
+    with server.client(token) as api:
+        failed = api.get("/v1/account/audit", params={"action": "login.failed"}).json()
+    assert any(r["details"]["factor"] == "sso" and "nonce" in r["details"]["reason"]
+               for r in failed["records"])
 
     # Finished in another browser than the one that started it (login CSRF): refused.
     started = _start(server, account_id)

@@ -72,6 +72,8 @@ ROUTES: dict[str, tuple[Permission, int]] = {
     "GET /v1/executions/{execution_id}":                 (P.EXECUTIONS_READ, 200),
     "POST /v1/executions/{execution_id}/cancel":         (P.EXECUTIONS_MANAGE, 200),
     "POST /v1/executions/{execution_id}/replay":         (P.EXECUTIONS_MANAGE, 202),
+    "GET /v1/account/audit":                             (P.AUDIT_READ, 200),
+    "GET /v1/account/audit/export":                      (P.AUDIT_READ, 200),
 }
 # Members, sessions and second factors (the identity routes): their answers for a role that
 # holds the permission need members and sessions, proved by those routes' own tests; here,
@@ -93,12 +95,36 @@ IDENTITY_ROUTES: dict[str, Permission] = {
     "POST /v1/tokens":                                   P.TOKENS_OWN,
     "GET /v1/tokens":                                    P.TOKENS_OWN,
     "DELETE /v1/tokens/{token_id}":                      P.TOKENS_OWN,
+    # Data subject requests (D5; tests/integration/test_subject_requests.py).
+    "POST /v1/account/subject-requests":                 P.SUBJECT_REQUESTS_MANAGE,
+    "GET /v1/account/subject-requests":                  P.SUBJECT_REQUESTS_MANAGE,
+    "GET /v1/account/subject-requests/{request_id}":     P.SUBJECT_REQUESTS_MANAGE,
+    "POST /v1/account/subject-requests/{request_id}/run": P.SUBJECT_REQUESTS_MANAGE,
+    "POST /v1/account/subject-requests/{request_id}/reject": P.SUBJECT_REQUESTS_MANAGE,
+    "GET /v1/account/subject-requests/{request_id}/export": P.SUBJECT_REQUESTS_MANAGE,
+    # Staff access (I7; tests/integration/test_staff_access.py): no member role is staff.
+    "POST /v1/staff/grants":                             P.STAFF_ACCESS,
+    "GET /v1/staff/grants":                              P.STAFF_ACCESS,
+    "DELETE /v1/staff/grants/{grant_id}":                P.STAFF_ACCESS,
+    "GET /v1/account/staff-access":                      P.AUDIT_READ,
+    "POST /v1/account/staff-access/{grant_id}/approve":  P.STAFF_GRANTS_MANAGE,
+    "POST /v1/account/staff-access/{grant_id}/deny":     P.STAFF_GRANTS_MANAGE,
+    "POST /v1/account/staff-access/{grant_id}/revoke":   P.STAFF_GRANTS_MANAGE,
+    # Proofs of the account's records (tests/integration/test_audit_events.py).
+    "GET /v1/account/audit/{seq}/proof":                 P.AUDIT_READ,
+    "GET /v1/account/audit/consistency":                 P.AUDIT_READ,
+    # SIEM streaming of the account's trail (tests/integration/test_siem.py).
+    "POST /v1/account/audit-sinks":                      P.AUDIT_MANAGE,
+    "GET /v1/account/audit-sinks":                       P.AUDIT_MANAGE,
+    "GET /v1/account/audit-sinks/{sink_id}":             P.AUDIT_MANAGE,
+    "DELETE /v1/account/audit-sinks/{sink_id}":          P.AUDIT_MANAGE,
+    "POST /v1/account/audit-sinks/{sink_id}/test":       P.AUDIT_MANAGE,
 }
 # Routes with their own check (or none), outside the role matrix.
 PUBLIC = {"POST /hooks/{region}/{token}", "GET /openapi.json", "POST /v1/accounts",
           "GET /oauth/callback", "GET /healthz", "GET /readyz", "POST /v1/auth/login",
           "POST /v1/invitations/accept", "GET /v1/auth/sso/start",
-          "GET /v1/auth/sso/callback"}
+          "GET /v1/auth/sso/callback", "GET /metrics"}
 # fmt: on
 
 MANUAL = {"name": "manual", "trigger": {"type": "manual"},
@@ -280,7 +306,10 @@ def test_identity_routes_refuse_every_role_without_the_permission(
             who = Caller(region="us", account_id=own.account_id, token_id="t", role=role.value)
             app.dependency_overrides[caller] = lambda who=who: who
             path = template.format(member_id=f"member-of-{target.account_id}",
-                                   token_id=f"token-of-{target.account_id}")
+                                   token_id=f"token-of-{target.account_id}",
+                                   request_id=f"request-of-{target.account_id}",
+                                   grant_id=f"us_grant-of-{target.account_id}",
+                                   sink_id=f"sink-of-{target.account_id}", seq=1)
             problem = _refused(client.request(method, path, json={}), permission)
             if problem:
                 wrong.append(f"{role.value:8} {side:5}: {problem}")

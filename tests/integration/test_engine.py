@@ -88,7 +88,7 @@ async def _until_done(p, who, execution_id, timeout=10.0):
             "failed",
             "cancelled",
         ):
-            return execution_service.detail(p.cells, who, execution_id)
+            return execution_service.detail(p.cells, p.clock, who, execution_id)
         await asyncio.sleep(0.02)
     raise AssertionError("not done")
 

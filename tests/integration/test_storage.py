@@ -60,7 +60,7 @@ async def _run_all(p, who, wf, payloads, timeout=30.0):
     done = ("succeeded", "failed", "cancelled")
     for _ in range(int(timeout / 0.02)):
         if all(execution_service.status_of(p.cells, who, i) in done for i in ids):
-            return [execution_service.detail(p.cells, who, i) for i in ids]
+            return [execution_service.detail(p.cells, p.clock, who, i) for i in ids]
         await asyncio.sleep(0.02)
     raise AssertionError("executions did not finish")
 

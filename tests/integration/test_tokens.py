@@ -271,7 +271,7 @@ def test_a_demoted_members_tokens_shrink_and_a_removed_members_stop(
     assert client.get("/v1/me", headers=bearer(full.token)).json()["role"] == "admin"
     assert client.post("/v1/workflows", json={"definition": MANUAL},
                        headers=bearer(scoped.token)).status_code == 201
-    members.change_role(platform.cells, owner, admin.user_id or "", "viewer")
+    members.change_role(platform.cells, platform.clock, owner, admin.user_id or "", "viewer")
     me = client.get("/v1/me", headers=bearer(full.token)).json()
     assert (me["role"], me["user_id"]) == ("viewer", admin.user_id)
     r = client.post("/v1/workflows", json={"definition": MANUAL}, headers=bearer(scoped.token))
@@ -279,13 +279,13 @@ def test_a_demoted_members_tokens_shrink_and_a_removed_members_stop(
     assert client.get("/v1/members", headers=bearer(scoped.token)).status_code == 200
     # Promoted again, a token does not grow past the role it was made with.
     member(platform, owner, "olga@example.com", "owner")  # the account keeps an owner
-    members.change_role(platform.cells, owner, admin.user_id or "", "owner")
+    members.change_role(platform.cells, platform.clock, owner, admin.user_id or "", "owner")
     assert client.get("/v1/me", headers=bearer(full.token)).json()["role"] == "admin"
     r = client.request("DELETE", "/v1/account", json={"confirm": owner.account_id},
                        headers=bearer(full.token))
     assert (r.status_code, error(r)["permission"]) == (403, "account.delete")
-    members.change_role(platform.cells, owner, admin.user_id or "", "admin")
-    members.remove(platform.cells, owner, admin.user_id or "")
+    members.change_role(platform.cells, platform.clock, owner, admin.user_id or "", "admin")
+    members.remove(platform.cells, platform.clock, owner, admin.user_id or "")
     r = client.get("/v1/account", headers=bearer(full.token))
     assert (r.status_code, error(r)["message"]) == (401, WRONG)
 

@@ -26,10 +26,23 @@ def save(client: httpx.Client, definition: dict[str, Any] | str) -> dict[str, An
     return r.json()
 
 
+def get_paced(client: httpx.Client, url: str, tries: int = 50) -> httpx.Response:
+    """GET, waiting out the API's rate limit (429) as any client must."""
+    for _ in range(tries):
+        r = client.get(url)
+        if r.status_code != 429:
+            return r
+        time.sleep(float(r.headers.get("Retry-After", "0.2")))
+    return r
+
+
 def wait_done(client: httpx.Client, execution_id: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = client.get(f"/v1/executions/{execution_id}")
+        if r.status_code == 429:  # many waits in a row: the API's rate limit, as for anyone
+            time.sleep(float(r.headers.get("Retry-After", "0.2")))
+            continue
         assert r.status_code == 200, r.text
         body = r.json()
         if body["status"] in ("succeeded", "failed", "cancelled"):

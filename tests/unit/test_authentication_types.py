@@ -69,7 +69,7 @@ class _Provider:
         self.calls: list[bool] = []
 
     async def get(self, region: str, account_id: str, auth_id: str, *,
-                  force_refresh: bool = False) -> Credential:
+                  force_refresh: bool = False, used_by: object = None) -> Credential:
         self.calls.append(force_refresh)
         token = "fresh-token" if force_refresh else "stale-token"
         return Credential(auth_id, "svc", self.kind, {"access_token": Secret(token)})

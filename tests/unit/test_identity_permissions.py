@@ -49,7 +49,10 @@ EXPECTED: dict[str, tuple[bool, bool, bool, bool, bool]] = {
     "tokens.manage":            (Y, Y, N, N, N),
     "keys.manage":              (Y, Y, N, N, N),
     "audit.read":               (Y, Y, N, N, N),
+    "audit.manage":             (Y, Y, N, N, N),
     "subject_requests.manage":  (Y, Y, N, N, N),
+    "staff.access":             (N, N, N, N, N),  # platform staff only (StaffRole.STAFF)
+    "staff_grants.manage":      (Y, N, N, N, N),
 }
 # fmt: on
 
@@ -98,8 +101,15 @@ def test_forbidden_names_the_role_and_the_permission() -> None:
 
 @pytest.mark.parametrize("role", [StaffRole.STAFF, "staff", "superuser", "OWNER", "", "root"])
 def test_staff_and_unknown_roles_hold_nothing(role: str) -> None:
-    assert role_permissions(role) == frozenset()
+    """Nothing of a customer account: platform staff hold staff.access alone (asking for an
+    access grant, I7), unknown roles nothing at all."""
+    staff = role == StaffRole.STAFF
+    assert role_permissions(role) == (frozenset({Permission.STAFF_ACCESS}) if staff
+                                      else frozenset())
     for permission in Permission:
+        if staff and permission is Permission.STAFF_ACCESS:
+            authorize(role, permission)
+            continue
         assert not has_permission(role, permission)
         with pytest.raises(Forbidden):
             authorize(role, permission)

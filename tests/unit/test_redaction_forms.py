@@ -142,14 +142,15 @@ def test_base64_inside_a_longer_stream_at_any_byte_offset(
 @SETTINGS
 @given(
     user=st.text(alphabet=SECRET_CHARS.replace(":", ""), min_size=1, max_size=20),
-    password=st.text(alphabet=SECRET_CHARS, min_size=1, max_size=30),
+    # Generated at 8+ rather than filtered (shorter ones are refused when saved): filtering
+    # most draws tripped Hypothesis' filter_too_much health check now and then.
+    password=st.text(alphabet=SECRET_CHARS, min_size=8, max_size=30),
     before=around,
     after=around,
 )
 def test_basic_header_of_user_and_password(
     user: str, password: str, before: str, after: str
 ) -> None:
-    assume(len(password) >= 8)  # shorter ones are refused when saved
     header = base64.b64encode(f"{user}:{password}".encode()).decode()
     redactor = Redactor()
     redactor.add_basic_pair("basic", user, password)

@@ -247,12 +247,12 @@ def test_removing_totp_needs_a_code_and_is_refused_when_the_account_requires_it(
     me = Caller(region="us", account_id=owner.account_id, token_id="s", user_id=member.id)
     secret, _ = _enrol(cells, clock, ident, me)
     with pytest.raises(InvalidInput):
-        account_settings.change(cells, owner, {"login": {"require_totp": "yes"}})
-    account_settings.change(cells, owner, {"login": {"require_totp": True}})
+        account_settings.change(cells, clock, owner, {"login": {"require_totp": "yes"}})
+    account_settings.change(cells, clock, owner, {"login": {"require_totp": True}})
     clock.move(seconds=30)
     with pytest.raises(Conflict):
         second_factor.disable(cells, clock, ident, me, code_at(secret, totp.time_step(clock.now())))
-    account_settings.change(cells, owner, {"login": {"require_totp": False}})
+    account_settings.change(cells, clock, owner, {"login": {"require_totp": False}})
     second_factor.disable(cells, clock, ident, me, code_at(secret, totp.time_step(clock.now())))
     assert do_login(cells, clock, ident, "ada@example.com").user_id == member.id
 
@@ -261,19 +261,19 @@ def test_the_last_owner_cannot_be_demoted_or_removed(
         cells: Cells, clock: Clock, ident: Identity, owner: Caller) -> None:
     ada = add_member(cells, clock, ident, owner, "ada@example.com")
     with pytest.raises(Conflict):
-        members.change_role(cells, owner, ada.id, "admin")
+        members.change_role(cells, clock, owner, ada.id, "admin")
     with pytest.raises(Conflict):
-        members.remove(cells, owner, ada.id)
+        members.remove(cells, clock, owner, ada.id)
     bob = add_member(cells, clock, ident, owner, "bob@example.com", role="admin")
     as_bob = Caller(region="us", account_id=owner.account_id, token_id="s", role="admin",
                     user_id=bob.id)
     with pytest.raises(Forbidden):  # an admin does not manage owners
-        members.change_role(cells, as_bob, ada.id, "viewer")
+        members.change_role(cells, clock, as_bob, ada.id, "viewer")
     with pytest.raises(Forbidden):
         members.invite(cells, clock, ident, as_bob, email="eve@example.com", role="owner")
-    assert members.change_role(cells, owner, bob.id, "owner").role == "owner"
-    assert members.change_role(cells, owner, ada.id, "viewer").role == "viewer"
-    members.remove(cells, owner, ada.id)
+    assert members.change_role(cells, clock, owner, bob.id, "owner").role == "owner"
+    assert members.change_role(cells, clock, owner, ada.id, "viewer").role == "viewer"
+    members.remove(cells, clock, owner, ada.id)
     assert [m.email for m in members.list_members(cells, owner)] == ["bob@example.com"]
 
 

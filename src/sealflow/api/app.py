@@ -17,6 +17,8 @@ from sealflow.api.access_log import AccessLogMiddleware, Pseudonymiser, load_or_
 from sealflow.api.deps import RateLimiter
 from sealflow.api.routes import (
     accounts,
+    audit,
+    audit_sinks,
     auth,
     authentications,
     executions,
@@ -25,10 +27,12 @@ from sealflow.api.routes import (
     members,
     oauth,
     sso,
+    staff,
     tokens,
     webhooks,
     workflows,
 )
+from sealflow.api.routes import subject_requests as subject_requests_routes
 from sealflow.api.security import SecurityHeadersMiddleware
 from sealflow.bootstrap import Platform
 
@@ -67,6 +71,11 @@ def create_app(
                    auth, me, members, tokens):
         app.include_router(module.router)
     app.include_router(sso.router)
+    app.include_router(subject_requests_routes.router)
+    app.include_router(audit.router)
+    app.include_router(audit_sinks.router)
+    app.include_router(staff.staff_router)
+    app.include_router(staff.account_router)
     app.router.routes.insert(
         0, Route("/hooks/{region}/{token}", webhooks.receive_route, methods=["POST"]))
     return app

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sealflow.api.access_log import Pseudonymiser, load_or_create_key
 from sealflow.api.errors import ApiError
 from sealflow.bootstrap import Platform
-from sealflow.services import accounts, second_factor, sessions
+from sealflow.services import accounts, second_factor, sessions, staff_access
 from sealflow.services.accounts import Caller
 from sealflow.services.users import Identity
 
@@ -87,7 +87,17 @@ def _session_caller(request: Request, p: Platform, token: str) -> Caller:
         raise ApiError(403, "this account requires a second factor: enrol one first "
                        "(POST /v1/me/totp)", code="second_factor_enrolment_required")
     return Caller(region=user.region, account_id=user.account_id,
-                  token_id=f"session:{user.session_id}", role=user.role, user_id=user.user_id)
+                  token_id=f"session:{user.session_id}", role=user.role, user_id=user.user_id,
+                  method=user.method)
+
+
+def _grant_caller(request: Request, p: Platform, who: Caller, grant_id: str) -> Caller:
+    """Platform staff reading a customer's account through an access grant (I7): the
+    request is recorded before it runs (services.staff_access.use), or refused (403)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or request.url.path
+    return staff_access.use(p.cells, p.clock, who, grant_id.strip(), method=request.method,
+                            route=template, path=request.url.path)
 
 
 def caller(
@@ -117,6 +127,11 @@ def caller(
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
             extra={"limit": "api_rate_per_s"},
         )
+    # After the rate limit: staff's requests count against their own account, not the
+    # customer's.
+    grant = request.headers.get(staff_access.GRANT_HEADER)
+    if grant is not None:
+        who = _grant_caller(request, p, who, grant)
     return who
 
 

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from sealflow.api.responses import JSONBytes
+from sealflow.audit.trail import AuditUnavailable
 from sealflow.core.errors import (
     Conflict,
     InvalidInput,
@@ -38,6 +39,7 @@ _STATUS: list[tuple[type[SealflowError], int]] = [
     (LimitExceeded, 422),
     (DataDestroyed, 410),  # the account's keys were shredded (S7)
     (DataUnreadable, 409),  # stored data that does not decrypt where it is (S6)
+    (AuditUnavailable, 503),  # no audit record, no action (A2)
 ]
 
 

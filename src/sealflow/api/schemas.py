@@ -274,14 +274,34 @@ class LoginSettings(_In):
     require_totp: bool = Field(False, description="Every member must use a second factor")
 
 
+class StaffSettings(_In):
+    require_approval: bool = Field(
+        False, description="Platform staff access grants wait for an owner's approval "
+        "(changing this needs staff_grants.manage: owners)")
+
+
+class RetentionSettings(_In):
+    executions: str | None = Field(None, description=(
+        "How long an execution's raw data (trigger payload, step inputs and outputs, results, "
+        "errors) is kept after it finishes: \"10d\", \"36h\", \"1d12h\"; 24h to 10d "
+        "(default 10d)"))
+    logs: str | None = Field(None, description=(
+        "How long the steps' debug logs are kept after the execution finishes: 24h to 30d "
+        "(default 30d)"))
+
+
 class AccountSettings(BaseModel):
     # Not an _In: its sections are _In models themselves, which check their own values.
     model_config = ConfigDict(extra="forbid", strict=True)
 
     redaction: RedactionSettings | None = None
     login: LoginSettings | None = None
+    staff: StaffSettings | None = None
+    retention: RetentionSettings | None = None
 
 
 class AccountSettingsOut(BaseModel):
     redaction: dict[str, Any]
     login: dict[str, Any] = Field(default_factory=dict)
+    staff: dict[str, Any] = Field(default_factory=dict)
+    retention: dict[str, Any] = Field(default_factory=dict)

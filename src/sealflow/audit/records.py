@@ -28,6 +28,7 @@ class Action(StrEnum):
     SECOND_FACTOR_CHANGED = "second_factor.changed"
     # members, roles, settings
     MEMBER_INVITED = "member.invited"
+    MEMBER_JOINED = "member.joined"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
     SETTINGS_CHANGED = "settings.changed"
@@ -45,9 +46,10 @@ class Action(StrEnum):
     STAFF_ACCESS_GRANTED = "staff.access_granted"
     STAFF_ACCESS_REVOKED = "staff.access_revoked"
     STAFF_ACCESS_USED = "staff.access_used"
+    STAFF_ADDED = "staff.added"  # the operator put a member on the platform staff list
+    STAFF_REMOVED = "staff.removed"
     # data lifecycle
     EXPORT = "data.exported"
-    DELETION = "data.deleted"
     ERASURE = "data.erased"
     PURGE = "data.purged"
     ACCOUNT_DELETED = "account.deleted"
@@ -58,7 +60,11 @@ class Action(StrEnum):
     KEY_DESTROYED = "key.destroyed"
     BACKUP_TAKEN = "backup.taken"
     BACKUP_RESTORED = "backup.restored"
+    BACKUP_DELETED = "backup.deleted"
     AUDIT_KEY_CREATED = "audit.key_created"
+    # SIEM streaming of the account's trail (siem/)
+    AUDIT_SINK_CREATED = "audit_sink.created"
+    AUDIT_SINK_DELETED = "audit_sink.deleted"
 
 
 class ActorKind(StrEnum):
@@ -77,6 +83,7 @@ class Actor:
 
 
 SYSTEM = Actor(ActorKind.SYSTEM, "sealflow")
+OPERATOR = Actor(ActorKind.OPERATOR, "cli")  # whoever runs the `sealflow` command on the host
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,12 @@ executions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    # Retention (D3, services/purge.py): bit 1 = raw data purged, bit 2 = step logs purged.
+    # The index finds each account's next batch in one range per value (migration 0009).
+    Column("purged", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_executions_account_created", "account_id", "created_at"),
     Index("ix_executions_status_run_after", "status", "run_after"),
+    Index("ix_executions_retention", "account_id", "purged", "finished_at"),
 )
 
 step_runs = Table(
@@ -275,6 +279,9 @@ sessions = Table(
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    # How the member signed in ("password", "password+totp", "password+recovery_code",
+    # "sso"); platform staff need a second factor or SSO (I7). Migration 0010.
+    Column("method", String(32)),
 )
 
 # Failed login attempts (I6) per key: `user:<id>`, `ip:<pseudonym>`, `totp:<user id>`.

@@ -123,10 +123,12 @@ class SchemaInterceptor:
 
 class CredentialProvider(Protocol):
     """Loads an authentication for a step (services.credentials: the vault decrypts it
-    there). force_refresh: the API refused the OAuth access token; get a new one."""
+    there, and the audit trail records which step of which execution it was for: `used_by`).
+    force_refresh: the API refused the OAuth access token; get a new one."""
 
     async def get(self, region: str, account_id: str, auth_id: str, *,
-                  force_refresh: bool = False) -> Credential: ...
+                  force_refresh: bool = False,
+                  used_by: Mapping[str, str] | None = None) -> Credential: ...
 
 
 OAUTH_TYPES = ("oauth2_code", "oauth2_client")
@@ -170,7 +172,9 @@ class AuthenticationInterceptor:
                 code="authentication_unavailable",
                 retryable=False,
             )
-        credential = await self._provider.get(call.region, call.account_id, auth_id)
+        used_by = {"execution": call.execution_id, "step": call.path}
+        credential = await self._provider.get(call.region, call.account_id, auth_id,
+                                              used_by=used_by)
         remember_secrets(call.redactor, credential)
         if call.auth_types and credential.type not in call.auth_types:
             raise ConnectorError(
@@ -183,7 +187,7 @@ class AuthenticationInterceptor:
             if credential.type not in OAUTH_TYPES or not _unauthorized(err):
                 raise
         credential = await self._provider.get(call.region, call.account_id, auth_id,
-                                              force_refresh=True)
+                                              force_refresh=True, used_by=used_by)
         remember_secrets(call.redactor, credential)
         return await self._call(call, credential, proceed)
 

@@ -30,6 +30,7 @@ from sealflow.engine.interceptors import Chain
 from sealflow.engine.notify import ResponseHub
 from sealflow.engine.state import RunState, Stop, error_record
 from sealflow.engine.walker import GraphWalker
+from sealflow.monitoring.metrics import metrics
 from sealflow.redaction import scope as redaction_scope
 from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cells
@@ -232,6 +233,7 @@ class Runner:
         if response is not None:
             self.hub.publish(run.row.id, response)
         self.hub.publish(f"done:{run.row.id}", {"status": status, "result": result, "error": error})
+        metrics().executions.labels(status.value).inc()
         return status
 
     def _write_end(

@@ -22,6 +22,7 @@ from sealflow.engine.attempts import Failure, StepAttempts, Success, Where
 from sealflow.engine.context import RunStepContext
 from sealflow.engine.notify import ResponseHub
 from sealflow.engine.state import RunState, Stop, error_record
+from sealflow.monitoring.metrics import metrics
 from sealflow.services.executions import insert_execution, workflow_for_run
 from sealflow.services.storage import ScopedStorage
 
@@ -224,6 +225,8 @@ class GraphWalker:
         run.seq += 1
         run.steps_run += 1
         now = self.clock.now()
+        elapsed = self.clock.monotonic() - t0
+        metrics().step_seconds.labels(step.connector).observe(elapsed)
         # What is recorded is redacted (S5); the scope the next steps read keeps the values.
         redact = run.redactor.value
         input_, output, error, logs = redact(input_), redact(output), redact(error), redact(logs)
@@ -238,7 +241,7 @@ class GraphWalker:
             error=error,
             logs=logs,
             attempts=attempts,
-            duration_ms=round((self.clock.monotonic() - t0) * 1000, 3),
+            duration_ms=round(elapsed * 1000, 3),
             started_at=started,
             finished_at=now,
             next_step=nxt,

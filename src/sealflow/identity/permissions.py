@@ -9,8 +9,9 @@ Roles rise in privilege, each holding everything of the ones below it:
 - admin    also manages members (not owners), settings, security policy, tokens, keys,
            data subject requests, and reads the audit trail;
 - owner    also deletes the account, manages owners and SSO.
-Platform staff are not members: their role holds nothing, and they see customer data only
-through a justified, time-bound grant (SPEC I7), checked elsewhere.
+Platform staff are not members: their role holds only staff.access (asking for access
+grants), and they see customer data only through a justified, time-bound grant (SPEC I7),
+which acts as a viewer narrowed to GRANT_SCOPES: reads, never more.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class Permission(StrEnum):
     TOKENS_MANAGE = "tokens.manage"  # list and revoke every API token of the account
     KEYS_MANAGE = "keys.manage"  # rotate the account's keys
     AUDIT_READ = "audit.read"  # read and export the account's audit trail
+    AUDIT_MANAGE = "audit.manage"  # stream the audit trail to a SIEM (audit sinks)
     SUBJECT_REQUESTS_MANAGE = "subject_requests.manage"  # export or erase a person (D5)
+    STAFF_ACCESS = "staff.access"  # platform staff: request and use access grants (I7)
+    STAFF_GRANTS_MANAGE = "staff_grants.manage"  # approve, deny, revoke staff grants (I7)
 
 
 _RANK = (Role.VIEWER, Role.OPERATOR, Role.BUILDER, Role.ADMIN, Role.OWNER)
@@ -67,7 +71,7 @@ def _from(lowest: Role) -> frozenset[Role]:
 
 _P = Permission
 # Who holds each permission: the lowest role that does, and every role above it.
-MATRIX: Mapping[Permission, frozenset[Role]] = {
+MATRIX: Mapping[Permission, frozenset[Role | StaffRole]] = {
     _P.ACCOUNT_READ: _from(Role.VIEWER),
     _P.ACCOUNT_DELETE: _from(Role.OWNER),
     _P.SETTINGS_WRITE: _from(Role.ADMIN),
@@ -92,8 +96,20 @@ MATRIX: Mapping[Permission, frozenset[Role]] = {
     _P.TOKENS_MANAGE: _from(Role.ADMIN),
     _P.KEYS_MANAGE: _from(Role.ADMIN),
     _P.AUDIT_READ: _from(Role.ADMIN),
+    _P.AUDIT_MANAGE: _from(Role.ADMIN),
     _P.SUBJECT_REQUESTS_MANAGE: _from(Role.ADMIN),
+    # Platform staff only (the operator's list, services.staff_members), never a member.
+    _P.STAFF_ACCESS: frozenset({StaffRole.STAFF}),
+    # Who lets platform staff into the account's data: owners, as for SSO.
+    _P.STAFF_GRANTS_MANAGE: _from(Role.OWNER),
 }
+
+# What a staff access grant may reach in the customer's account (I7): the viewer's reads of
+# its data, nothing that changes anything (no tokens of its own, no settings), whatever the
+# viewer role holds in later versions. The grant's Caller carries these as its scopes.
+GRANT_SCOPES: frozenset[str] = frozenset(p.value for p in (
+    _P.ACCOUNT_READ, _P.MEMBERS_READ, _P.WORKFLOWS_READ, _P.EXECUTIONS_READ,
+    _P.AUTHENTICATIONS_READ, _P.STORAGE_READ))
 
 
 class Forbidden(SealflowError):

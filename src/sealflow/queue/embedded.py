@@ -114,6 +114,12 @@ class EmbeddedQueue:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    @property
+    def running(self) -> bool:
+        """True while every region's claim loop is alive (readiness, monitoring.health)."""
+        return bool(self._loops) and not self._stopping and not any(
+            t.done() for t in self._loops)
+
     # ------------------------------------------------------------------ workers
     def _free(self) -> int:
         return self.settings.concurrency - len(self._tasks) - self._reserved

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Table, delete, insert, select, update
 
+from sealflow.audit.records import OPERATOR, Action, Actor
 from sealflow.clock import Clock
 from sealflow.core.errors import NotFound
 from sealflow.db.tables import (
@@ -53,6 +54,9 @@ from sealflow.db.tables import (
     workflow_versions,
     workflows,
 )
+from sealflow.db.tables_monitoring import audit_sinks
+from sealflow.db.tables_staff import platform_staff, staff_grant_reads, staff_grants
+from sealflow.db.tables_subject_requests import subject_requests
 from sealflow.regions.cells import Cell, Cells
 
 BATCH_SIZE = 500
@@ -62,6 +66,14 @@ BATCH_SIZE = 500
 # Schedules first: the ticker stops trying to fire workflows it can no longer read.
 _PLAIN: tuple[tuple[Table, Column[Any]], ...] = (
     (schedule_state, schedule_state.c.workflow_id),
+    (audit_sinks, audit_sinks.c.id),  # SIEM streaming (siem/): its sealed key goes too
+    # Staff access (I7): grants on this account and the reads under them (the audit trail
+    # keeps its own records); a staff row of one of its members.
+    (staff_grant_reads, staff_grant_reads.c.id),
+    (staff_grants, staff_grants.c.id),
+    (platform_staff, platform_staff.c.user_id),
+    # Data subject requests about its members (D5): the account's deletion supersedes them.
+    (subject_requests, subject_requests.c.id),
     # Data storage (D1): elements before the entries they belong to.
     (storage_items, storage_items.c.id),
     (storage_entries, storage_entries.c.id),
@@ -113,6 +125,7 @@ def delete_account(
     account_id: str,
     forget: Forget | None = None,
     batch_size: int = BATCH_SIZE,
+    actor: Actor = OPERATOR,
 ) -> DeletionRecord:
     """Deletes the account (shred, rows, record) and returns its deletion record. Running it
     again finishes an interrupted deletion, or returns the record of a finished one. NotFound
@@ -129,18 +142,21 @@ def delete_account(
             .scalars()
         )
 
-    cell.vault.shred(account_id)  # 1. first: from here on nothing of it decrypts
-    if forget is not None:
-        forget(region, workflow_ids)
-
     now = clock.now()
-    with cell.write() as conn:
+    with cell.write() as conn:  # the record and its audit entry before anything goes (A2)
         if _load(conn, account_id) is None:
             conn.execute(
                 insert(account_deletions).values(
                     account_id=account_id, deleted_at=now, removed=_dumps(False, {})
                 )
             )
+            cell.audit.record(conn, account_id=account_id, actor=actor,
+                              action=Action.KEY_DESTROYED, target=f"account:{account_id}",
+                              at=now, details={"reason": "account deletion"})
+
+    cell.vault.shred(account_id)  # 1. first: from here on nothing of it decrypts
+    if forget is not None:
+        forget(region, workflow_ids)
     removed_now = 0
     for counts in _delete_rows(cell, account_id, batch_size):
         removed_now += sum(counts.values())
@@ -161,6 +177,11 @@ def delete_account(
             .values(**values)
         )
         final = _load(conn, account_id)
+        assert final is not None
+        if not record.complete:
+            cell.audit.record(conn, account_id=account_id, actor=actor,
+                              action=Action.ACCOUNT_DELETED, target=f"account:{account_id}",
+                              at=clock.now(), details={"removed": final.removed})
     assert final is not None
     return DeletionRecord(account_id, region, final.deleted_at, final.removed, final.complete)
 

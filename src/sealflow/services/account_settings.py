@@ -14,16 +14,21 @@ from typing import Any
 import orjson
 from sqlalchemy import select, update
 
+from sealflow.audit.records import Action
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, NotFound
 from sealflow.db.tables import accounts
+from sealflow.identity.permissions import Permission, authorize
 from sealflow.redaction.redactor import RedactionPolicy
 from sealflow.regions.cells import Cell, Cells
+from sealflow.services import retention
 from sealflow.services.accounts import Caller
+from sealflow.services.audited import by_caller
 
 POLICY_TTL_S = 30.0
-SECTIONS = ("redaction", "login")
+SECTIONS = ("redaction", "login", "staff", "retention")
 LOGIN_KEYS = ("require_totp",)
+STAFF_KEYS = ("require_approval",)
 
 
 def check_login(section: Any) -> None:
@@ -34,6 +39,19 @@ def check_login(section: Any) -> None:
               for k in section if k not in LOGIN_KEYS]
     if "require_totp" in section and not isinstance(section["require_totp"], bool):
         issues.append(Issue("$.login.require_totp", "must be true or false"))
+    if issues:
+        raise InvalidInput("invalid settings", issues)
+
+
+def check_staff(section: Any) -> None:
+    """The staff access policy (I7, services.staff_access): {"require_approval": bool}
+    (platform staff wait for an owner's approval before reading the account)."""
+    if not isinstance(section, dict):
+        raise InvalidInput("invalid settings", [Issue("$.staff", "must be an object")])
+    issues = [Issue(f"$.staff.{k}", f"unknown field; known: {', '.join(STAFF_KEYS)}")
+              for k in section if k not in STAFF_KEYS]
+    if "require_approval" in section and not isinstance(section["require_approval"], bool):
+        issues.append(Issue("$.staff.require_approval", "must be true or false"))
     if issues:
         raise InvalidInput("invalid settings", issues)
 
@@ -56,12 +74,19 @@ def policy_for(cell: Cell, account_id: str) -> RedactionPolicy:
         return RedactionPolicy.default()
 
 
+def _shown(settings: dict[str, Any]) -> dict[str, Any]:
+    shown = {name: settings.get(name) or {} for name in SECTIONS}
+    # Retention (D3) is shown as it applies: the defaults fill what the account left unset.
+    shown["retention"] = retention.policy_of_section(settings.get("retention")).to_settings()
+    return shown
+
+
 def read(cells: Cells, caller: Caller) -> dict[str, Any]:
-    settings = _load(cells[caller.region], caller.account_id)
-    return {name: settings.get(name) or {} for name in SECTIONS}
+    return _shown(_load(cells[caller.region], caller.account_id))
 
 
-def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, Any]:
+def change(cells: Cells, clock: Clock, caller: Caller,
+           body: Mapping[str, Any]) -> dict[str, Any]:
     """Replaces the given sections; each is validated before anything is written."""
     unknown = [k for k in body if k not in SECTIONS]
     if unknown:
@@ -72,6 +97,14 @@ def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, A
         RedactionPolicy.from_settings(body["redaction"])  # InvalidInput naming the field
     if "login" in body:
         check_login(body["login"])
+    if "staff" in body:
+        check_staff(body["staff"])
+        # Who lets platform staff in decides this policy too: owners (settings.write alone,
+        # an admin's, is not enough).
+        authorize(caller.role, Permission.STAFF_GRANTS_MANAGE, caller.scopes)
+    if "retention" in body:
+        # Checked (InvalidInput naming the field and its limit) and stored as it applies.
+        body = {**body, "retention": retention.normalize(body["retention"])}
     with cell.write() as conn:
         row = conn.execute(select(accounts.c.settings).where(
             accounts.c.id == caller.account_id)).first()
@@ -81,7 +114,9 @@ def change(cells: Cells, caller: Caller, body: Mapping[str, Any]) -> dict[str, A
         current.update(body)
         conn.execute(update(accounts).where(accounts.c.id == caller.account_id)
                      .values(settings=orjson.dumps(current).decode()))
-    return {name: current.get(name) or {} for name in SECTIONS}
+        by_caller(cell, conn, caller, Action.SETTINGS_CHANGED, f"account:{caller.account_id}",
+                  clock.now(), sections=sorted(body), settings={k: body[k] for k in body})
+    return _shown(current)
 
 
 class RedactionPolicies:

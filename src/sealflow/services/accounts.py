@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, or_, select, update
 
-from sealflow.audit.records import Actor, ActorKind
+from sealflow.audit.records import OPERATOR, Action, Actor, ActorKind
 from sealflow.clock import Clock, SystemClock
 from sealflow.core.errors import InvalidInput, Issue, NotFound, SealflowError
 from sealflow.db.tables import accounts, api_tokens, users
@@ -46,7 +46,10 @@ class Caller:
     the role it acts with (identity.permissions.Role, checked by api.permissions). A session
     carries the member's role and `user_id`; an API token its effective role, its maker's
     `user_id` (None: made by the operator) and its `scopes` (permission names; None: all of
-    the role's, as for a session)."""
+    the role's, as for a session). `method`: how a session was signed in (sessions.method;
+    None for API tokens). `grant_id`: platform staff reading a customer's account through an
+    access grant (services.staff_access, I7): `user_id` is then the staff member's, the role
+    at most viewer, the scopes read-only."""
 
     region: str
     account_id: str
@@ -54,10 +57,15 @@ class Caller:
     role: str = "owner"
     user_id: str | None = None
     scopes: frozenset[str] | None = None
+    method: str | None = None
+    grant_id: str | None = None
 
     @property
     def actor(self) -> Actor:
-        """Who the audit trail names for this caller: the member, else the token."""
+        """Who the audit trail names for this caller: staff under a grant, the member, else
+        the token."""
+        if self.grant_id is not None and self.user_id is not None:
+            return Actor(ActorKind.STAFF, self.user_id)
         if self.user_id is not None:
             return Actor(ActorKind.USER, self.user_id)
         return Actor(ActorKind.TOKEN, self.token_id)
@@ -129,7 +137,12 @@ def create_account(cells: Cells, clock: Clock, *, name: str, region: str) -> tup
         conn.execute(
             insert(accounts).values(id=account.id, name=name, region=region, created_at=now)
         )
-        token, _ = insert_token(conn, account.id, region, "first token", now)
+        token, token_id = insert_token(conn, account.id, region, "first token", now)
+        # The account's own keys (S2), made with it so that their creation is on the trail.
+        key_id = cell.vault.create_keyset(account.id)
+        cell.audit.record(conn, account_id=account.id, actor=OPERATOR, action=Action.KEY_CREATED,
+                          target=f"account:{account.id}", at=now,
+                          details={"key": "data", "key_id": key_id, "first_token": token_id})
     return account, token
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sealflow.audit.records import Action
 from sealflow.clock import Clock
 from sealflow.core.authentication_types import (
     TYPES,
@@ -35,6 +36,7 @@ from sealflow.db.sealed import open_, seal
 from sealflow.db.tables import authentications, oauth_states
 from sealflow.regions.cells import Cells
 from sealflow.services.accounts import Caller
+from sealflow.services.audited import by_caller
 from sealflow.vault.vault import Vault
 
 TABLE = "authentications"
@@ -164,6 +166,8 @@ def create(
                                            fingerprint(secret))
             values["secret"] = seal_secret(vault, caller.account_id, auth_id, secret, None)
             conn.execute(insert(authentications).values(**values))
+            by_caller(cells[caller.region], conn, caller, Action.AUTHENTICATION_CREATED,
+                      f"authentication:{auth_id}", now, type=kind.name, shared=shared)
             row = load_row(conn, caller, auth_id)
     except IntegrityError:
         raise Conflict(f"an authentication named {name!r} already exists") from None
@@ -235,17 +239,25 @@ def change(
                          .values(**values))
         except IntegrityError:
             raise Conflict(f"an authentication named {name!r} already exists") from None
+        by_caller(cells[caller.region], conn, caller, Action.AUTHENTICATION_CHANGED,
+                  f"authentication:{row.id}", values["updated_at"],
+                  changed=[k for k, v in (("name", name), ("settings", settings),
+                                          ("secret", secret)) if v is not None]
+                  + (["expires_at"] if expires_at is not _UNSET else []))
         row = load_row(conn, caller, auth_id)
     return _view(vault, row)
 
 
-def delete_authentication(cells: Cells, caller: Caller, auth_id: str) -> None:
+def delete_authentication(cells: Cells, clock: Clock, caller: Caller, auth_id: str) -> None:
     """Deletes the row, its sealed secret with it. Workflows that name it fail their step
     with a clear `authentication_not_found`."""
-    with cells[caller.region].write() as conn:
+    cell = cells[caller.region]
+    with cell.write() as conn:
         row = load_row(conn, caller, auth_id)
         conn.execute(delete(oauth_states).where(oauth_states.c.authentication_id == row.id))
         conn.execute(delete(authentications).where(authentications.c.id == row.id))
+        by_caller(cell, conn, caller, Action.AUTHENTICATION_DELETED,
+                  f"authentication:{row.id}", clock.now(), type=row.type)
 
 
 def usable_ids(conn: Connection, caller: Caller, ids: set[str]) -> set[str]:

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
+from sealflow.audit.records import SYSTEM, Action, Actor
 from sealflow.clock import Clock
 from sealflow.connectors.base import Credential
 from sealflow.core.authentication_types import TYPES
@@ -84,14 +85,18 @@ class StoredCredentials:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, region: str, account_id: str, auth_id: str, *,
-                  force_refresh: bool = False) -> Credential:
+                  force_refresh: bool = False, used_by: Mapping[str, str] | None = None,
+                  actor: Actor = SYSTEM) -> Credential:
+        """The decrypted credential. Its use is on the audit trail before it is handed out
+        (A2: if the record cannot be written, nobody gets the secret)."""
         cell = self._cells[region]
         opened = self._open(cell, account_id, auth_id)
         kind = TYPES[opened.row.type]
         self._check_usable(opened.row)
-        if kind.oauth and (force_refresh or self._stale(opened.tokens)):
+        refreshed = kind.oauth and (force_refresh or self._stale(opened.tokens))
+        if refreshed:
             opened = await self._refresh(cell, opened, force_refresh)
-        self._touch(cell, opened.row)
+        self._record_use(cell, opened.row, actor, dict(used_by or {}), refreshed=refreshed)
         return self._credential(opened)
 
     # -- reading ---------------------------------------------------------------------------
@@ -143,14 +148,19 @@ class StoredCredentials:
         return Credential(id=row.id, name=row.name, type=row.type, fields=fields,
                           also_secret=also)
 
-    def _touch(self, cell: Cell, row: Any) -> None:
+    def _record_use(self, cell: Cell, row: Any, actor: Actor, used_by: dict[str, Any], *,
+                    refreshed: bool) -> None:
+        """The audit record of this decryption, and last_used_at (at most once a minute)."""
         now = self._clock.now()
-        if row.last_used_at is not None and \
-                (now - row.last_used_at).total_seconds() < LAST_USED_EVERY_S:
-            return
         with cell.write() as conn:
-            conn.execute(update(authentications).where(authentications.c.id == row.id)
-                         .values(last_used_at=now))
+            cell.audit.record(conn, account_id=row.account_id, actor=actor,
+                              action=Action.AUTHENTICATION_DECRYPTED,
+                              target=f"authentication:{row.id}", at=now,
+                              details={**used_by, "refreshed": refreshed})
+            if row.last_used_at is None or \
+                    (now - row.last_used_at).total_seconds() >= LAST_USED_EVERY_S:
+                conn.execute(update(authentications).where(authentications.c.id == row.id)
+                             .values(last_used_at=now))
 
     # -- OAuth -----------------------------------------------------------------------------
     async def _refresh(self, cell: Cell, opened: _Opened, forced: bool) -> _Opened:
@@ -224,15 +234,16 @@ class ConnectionTest:
 
 
 async def test_connection(credentials: StoredCredentials, http: httpx.AsyncClient, *,
-                          region: str, account_id: str, auth_id: str, settings: Mapping[str, Any]
-                          ) -> ConnectionTest:
+                          region: str, account_id: str, auth_id: str, settings: Mapping[str, Any],
+                          actor: Actor) -> ConnectionTest:
     """Gets the credential as a step would (OAuth: a token is fetched or refreshed), then,
     when the authentication has a `test_url`, calls it with the credential injected. The
     message names the outcome, never a value or the response body."""
     from sealflow.connectors.http import apply_auth  # the one place auth is put on a request
 
     try:
-        credential = await credentials.get(region, account_id, auth_id)
+        credential = await credentials.get(region, account_id, auth_id, actor=actor,
+                                           used_by={"test": "connection"})
     except ConnectorError as err:
         return ConnectionTest(False, err.message)
     test_url = settings.get("test_url")

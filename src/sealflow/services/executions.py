@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from sealflow.audit.records import Action
 from sealflow.clock import Clock
 from sealflow.core.errors import Conflict, InvalidInput, Issue, NotFound
 from sealflow.core.executions import TERMINAL, Status
@@ -21,6 +22,8 @@ from sealflow.redaction.redactor import Redactor
 from sealflow.regions.cells import Cells
 from sealflow.services.account_settings import policy_for
 from sealflow.services.accounts import Caller
+from sealflow.services.audited import by_caller
+from sealflow.services.purge_batches import DATA_PURGED
 from sealflow.vault.vault import Vault
 
 TRIGGER_TYPES = ("manual", "webhook", "schedule", "callable", "replay")
@@ -187,9 +190,9 @@ def _load(conn: Connection, caller: Caller, execution_id: str) -> Any:
     return row
 
 
-def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
+def detail(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> dict[str, Any]:
     """The Debug view: the execution and, per step, input, output, status, attempts,
-    duration and log lines."""
+    duration and log lines. The read is on the audit trail before the data is returned."""
     cell = cells[caller.region]
     with cell.read() as conn:
         row = _load(conn, caller, execution_id)
@@ -239,6 +242,9 @@ def detail(cells: Cells, caller: Caller, execution_id: str) -> dict[str, Any]:
             for s in steps
         ],
     )
+    with cell.write() as conn:
+        by_caller(cell, conn, caller, Action.EXECUTION_DATA_READ, f"execution:{execution_id}",
+                  clock.now(), steps=len(steps))
     return out
 
 
@@ -283,6 +289,9 @@ def replay(cells: Cells, clock: Clock, caller: Caller, execution_id: str) -> New
         row = _load(conn, caller, execution_id)
         if row.status not in TERMINAL:
             raise Conflict(f"execution {execution_id} is still {row.status}; replay a finished one")
+        if (row.purged or 0) & DATA_PURGED:
+            raise Conflict(f"execution {execution_id} cannot be replayed: its trigger payload "
+                           "was deleted by the account's retention policy (D3)")
         wf = workflow_for_run(conn, caller.account_id, row.workflow_id)
         payload = open_(cell.vault, caller.account_id, "executions", row.id, "trigger_payload",
                         row.trigger_payload)

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, update
 
+from sealflow.audit.records import OPERATOR, Action
 from sealflow.clock import Clock, SystemClock
 from sealflow.regions.cells import Cell
 from sealflow.services.sealed_columns import SEALED_COLUMNS, SealedTable
@@ -52,8 +53,19 @@ class KekRotation:
     rewrapped: int
 
 
+def _record(cell: Cell, clock: Clock | None, action: Action, target: str,
+            account_id: str | None = None, **details: object) -> None:
+    """Key operations are the operator's (the CLI); each is on the audit trail before it
+    touches the key store (a separate database, so the record cannot share its transaction:
+    written first, it fails the operation closed)."""
+    with cell.write() as conn:
+        cell.audit.record(conn, account_id=account_id, actor=OPERATOR, action=action,
+                          target=target, at=(clock or SystemClock()).now(), details=details)
+
+
 def rotate_kek(
-    cell: Cell, *, batch_size: int = 100, on_batch: Callable[[int, int], None] | None = None
+    cell: Cell, *, batch_size: int = 100, on_batch: Callable[[int, int], None] | None = None,
+    clock: Clock | None = None,
 ) -> KekRotation:
     """Makes a new KEK version and rewraps every keyset under it, batch by batch, online.
     Resumable: when keysets are still behind the current version (an interrupted run), that
@@ -62,6 +74,8 @@ def rotate_kek(
     status = vault.status()
     behind = sum(n for v, n in status.keysets_by_kek_version.items() if v < status.kek_version)
     resumed = behind > 0
+    _record(cell, clock, Action.KEY_ROTATED, f"kek:{cell.region}", key="kek", resumed=resumed,
+            from_version=status.kek_version)
     version = status.kek_version if resumed else vault.rotate_kek()
     total = behind if resumed else sum(status.keysets_by_kek_version.values())
     done = stalled = 0
@@ -84,10 +98,11 @@ def rotate_kek(
     return KekRotation(version=version, resumed=resumed, rewrapped=done)
 
 
-def retire_kek(cell: Cell, version: int) -> dict[str, object]:
+def retire_kek(cell: Cell, version: int, clock: Clock | None = None) -> dict[str, object]:
     """Retires KEK `version` and every older one: keysets wrapped under them (an old key-store
     copy) no longer unwrap. Refused (KeyVersionError) while a keyset is still wrapped under
     one of them, or for the current version. Returns the provider's description."""
+    _record(cell, clock, Action.KEY_RETIRED, f"kek:{cell.region}", key="kek", upto=version)
     cell.vault.retire_kek(version)
     return cell.vault.status().provider
 
@@ -235,7 +250,8 @@ def _reencrypt_rows(
     tally.lost += len(writes) - written
 
 
-def remove_old_data_keys(cell: Cell, account_id: str, key_id: int) -> tuple[int, ...]:
+def remove_old_data_keys(cell: Cell, account_id: str, key_id: int,
+                         clock: Clock | None = None) -> tuple[int, ...]:
     """Deletes every data key of the account but `key_id` (its primary), once no record of
     the account is on another one. The check holds the cell's write lock while the keys are
     removed, so no value sealed under an old key can be committed in between. Refused
@@ -257,7 +273,14 @@ def remove_old_data_keys(cell: Cell, account_id: str, key_id: int) -> tuple[int,
                 "that cannot be decrypted must be repaired or deleted first)"
             )
         old = [k for k in vault.data_key_ids(account_id) if k != key_id]
-        return vault.remove_data_keys(account_id, old) if old else ()
+        if not old:
+            return ()
+        # In the transaction that holds the writers: the record commits with the check.
+        cell.audit.record(conn, account_id=account_id, actor=OPERATOR,
+                          action=Action.KEY_DESTROYED, target=f"account:{account_id}",
+                          at=(clock or SystemClock()).now(),
+                          details={"key": "data", "key_ids": old})
+        return vault.remove_data_keys(account_id, old)
 
 
 @dataclass(frozen=True)
@@ -293,6 +316,8 @@ def rotate_account_data(
                 resumed = _count_behind(conn, account_id, _prefix_text(key_id)) > 0
     except DecryptionFailed:  # no data key yet: rotation makes one
         pass
+    _record(cell, clock, Action.KEY_ROTATED, f"account:{account_id}", account_id,
+            key="data", resumed=resumed)
     if not resumed:
         vault.rotate_data_key(account_id)
     done = reencrypt_account(
@@ -307,7 +332,7 @@ def rotate_account_data(
             "the older data keys were kept (repair or delete those rows, then run `sealflow "
             "keys rotate-data` again)"
         )
-    removed = remove_old_data_keys(cell, account_id, done.key_id) if drop_old else ()
+    removed = remove_old_data_keys(cell, account_id, done.key_id, clock) if drop_old else ()
     return DataRotation(done.key_id, resumed, done.reencrypted, removed, done.unreadable)
 
 

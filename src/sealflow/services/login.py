@@ -14,10 +14,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from sealflow.audit.records import Action, Actor, ActorKind
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, SealflowError
 from sealflow.db.tables import accounts, users
 from sealflow.identity.throttle import PASSWORD_PER_IP, PASSWORD_PER_USER, strictest
+from sealflow.monitoring.metrics import metrics
 from sealflow.regions.cells import Cells
 from sealflow.services import second_factor, sessions, sso
 from sealflow.services.accounts import Unauthenticated
@@ -93,6 +95,14 @@ def login(cells: Cells, clock: Clock, ident: Identity, *, email: str, password: 
         with cell.write() as conn:
             record_failures(conn, [(PASSWORD_PER_USER, user_key), (PASSWORD_PER_IP, ip_key)],
                             now)
+            # An unknown e-mail appears only as its keyed hash (the throttle's key).
+            cell.audit.record(
+                conn, account_id=None if row is None else row.account_id,
+                actor=(Actor(ActorKind.ANONYMOUS, user_key) if row is None
+                       else Actor(ActorKind.USER, row.id)),
+                action=Action.LOGIN_FAILED, target=user_key, at=now,
+                details={"factor": "password", "client": client})
+        metrics().login_failures.labels("password").inc()
         raise Unauthenticated(WRONG)
     # SSO required (I4): only a right password learns it, so it tells nothing about who is
     # a member.
@@ -108,14 +118,18 @@ def login(cells: Cells, clock: Clock, ident: Identity, *, email: str, password: 
             raise SecondFactorRequired("the member's second-factor code is required "
                                        "(code, or recovery_code)")
         if not second_factor.check(cell, clock, ident, row.account_id, row.id, code=code,
-                                   recovery_code=recovery_code):
+                                   recovery_code=recovery_code, client=client):
+            metrics().login_failures.labels("second_factor").inc()
             raise Unauthenticated("wrong second-factor code")
+        method = "password+totp" if code else "password+recovery_code"
+    else:
+        method = "password"
     with cell.write() as conn:
         clear_failures(conn, user_key)
         settings = conn.execute(select(accounts.c.settings)
                                 .where(accounts.c.id == row.account_id)).scalar()
     session = sessions.create(cells, clock, ident, region=where, account_id=row.account_id,
-                              user_id=row.id)
+                              user_id=row.id, method=method, client=client)
     return LoginResult(
         session=session, region=where, account_id=row.account_id, user_id=row.id,
         role=row.role,

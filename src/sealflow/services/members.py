@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sealflow.audit.records import Action, Actor, ActorKind
 from sealflow.clock import Clock
 from sealflow.core.errors import Conflict, InvalidInput, Issue, NotFound
 from sealflow.db.sealed import open_, seal
@@ -23,6 +24,7 @@ from sealflow.identity.password_policy import check_password
 from sealflow.identity.permissions import Role, authorize_role_change
 from sealflow.regions.cells import Cells
 from sealflow.services.accounts import Caller, Unauthenticated
+from sealflow.services.audited import by_caller
 from sealflow.services.users import Identity, email_hash, find_by_email, normalize_email
 
 INVITATION_TTL = timedelta(days=7)
@@ -101,6 +103,8 @@ def invite(cells: Cells, clock: Clock, ident: Identity, caller: Caller, *, email
             email=seal(cell.vault, caller.account_id, invitations.name, inv_id, "email", address),
             role=new.value, invited_by=caller.user_id or caller.token_id, created_at=now,
             expires_at=now + INVITATION_TTL))
+        by_caller(cell, conn, caller, Action.MEMBER_INVITED, f"invitation:{inv_id}", now,
+                  role=new.value)
     return Invitation(id=inv_id, token=token, email=address, role=new.value,
                       expires_at=now + INVITATION_TTL)
 
@@ -139,6 +143,10 @@ def accept(cells: Cells, clock: Clock, ident: Identity, *, token: str, name: str
                 email=seal(cell.vault, inv.account_id, users.name, user_id, "email", email),
                 name=seal(cell.vault, inv.account_id, users.name, user_id, "name", name),
                 password_hash=password_hash, role=inv.role, created_at=now))
+            cell.audit.record(conn, account_id=inv.account_id,
+                              actor=Actor(ActorKind.USER, user_id), action=Action.MEMBER_JOINED,
+                              target=f"user:{user_id}", at=now,
+                              details={"invitation": inv.id, "role": inv.role})
     except IntegrityError:
         raise Conflict("that e-mail address is already a member") from None
     return Member(id=user_id, email=email, name=name, role=inv.role, totp_enabled=False,
@@ -169,25 +177,30 @@ def _old_role(value: str) -> Role | None:
         return None
 
 
-def change_role(cells: Cells, caller: Caller, member_id: str, role: str) -> Member:
+def change_role(cells: Cells, clock: Clock, caller: Caller, member_id: str,
+                role: str) -> Member:
     new = _role(role)
     row = _target(cells, caller, member_id)
     old = _old_role(row.role)
     authorize_role_change(caller.role, old, new, caller.scopes)
-    with cells[caller.region].write() as conn:
+    cell = cells[caller.region]
+    with cell.write() as conn:
         keeps_owner = new == Role.OWNER or row.role != Role.OWNER.value
         condition = and_(users.c.id == member_id, users.c.account_id == caller.account_id)
         if not keeps_owner:
             condition = and_(condition, _other_owners(caller.account_id, member_id) > 0)
         if conn.execute(update(users).where(condition).values(role=new.value)).rowcount != 1:
             raise Conflict("an account must keep at least one owner")
+        by_caller(cell, conn, caller, Action.MEMBER_ROLE_CHANGED, f"user:{member_id}",
+                  clock.now(), old=row.role, new=new.value)
     return next(m for m in list_members(cells, caller) if m.id == member_id)
 
 
-def remove(cells: Cells, caller: Caller, member_id: str) -> None:
+def remove(cells: Cells, clock: Clock, caller: Caller, member_id: str) -> None:
     row = _target(cells, caller, member_id)
     authorize_role_change(caller.role, _old_role(row.role), None, caller.scopes)
-    with cells[caller.region].write() as conn:
+    cell = cells[caller.region]
+    with cell.write() as conn:
         conn.execute(delete(sessions).where(sessions.c.user_id == member_id))
         conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == member_id))
         condition = and_(users.c.id == member_id, users.c.account_id == caller.account_id)
@@ -195,3 +208,5 @@ def remove(cells: Cells, caller: Caller, member_id: str) -> None:
             condition = and_(condition, _other_owners(caller.account_id, member_id) > 0)
         if conn.execute(delete(users).where(condition)).rowcount != 1:
             raise Conflict("an account must keep at least one owner")
+        by_caller(cell, conn, caller, Action.MEMBER_REMOVED, f"user:{member_id}", clock.now(),
+                  role=row.role)

@@ -7,11 +7,13 @@ Failed codes are throttled per member (identity.throttle.TOTP_PER_USER: 5 in 15 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 
+from sealflow.audit.records import Action, Actor, ActorKind
 from sealflow.clock import Clock
 from sealflow.core.errors import Conflict, InvalidInput, Issue, NotFound
 from sealflow.db.sealed import open_, seal
@@ -97,9 +99,11 @@ def confirm(cells: Cells, clock: Clock, ident: Identity, caller: Caller, code: s
         raise InvalidInput("wrong code", [Issue("$.code", "is not the app's current code")])
     codes = totp.new_recovery_codes()
     key = ident.derived("recovery codes")
+    now = clock.now()
     with cell.write() as conn:
         conn.execute(update(users).where(users.c.id == row.id)
-                     .values(totp_enabled_at=clock.now()))
+                     .values(totp_enabled_at=now))
+        _record_change(cell, conn, caller, row.id, now, "enabled")
         conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == row.id))
         conn.execute(insert(recovery_codes), [
             {"code_hash": totp.hash_recovery_code(c, pepper=key), "user_id": row.id,
@@ -120,10 +124,19 @@ def disable(cells: Cells, clock: Clock, ident: Identity, caller: Caller, code: s
         conn.execute(update(users).where(users.c.id == row.id).values(
             totp_secret=None, totp_enabled_at=None, totp_last_step=None))
         conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == row.id))
+        _record_change(cell, conn, caller, row.id, clock.now(), "disabled")
+
+
+def _record_change(cell: Cell, conn: Connection, caller: Caller, user_id: str, now: datetime,
+                   change: str) -> None:
+    cell.audit.record(conn, account_id=caller.account_id, actor=caller.actor,
+                      action=Action.SECOND_FACTOR_CHANGED, target=f"user:{user_id}", at=now,
+                      details={"change": change, "factor": "totp"})
 
 
 def check(cell: Cell, clock: Clock, ident: Identity, account_id: str, user_id: str, *,
-          code: str | None = None, recovery_code: str | None = None) -> bool:
+          code: str | None = None, recovery_code: str | None = None,
+          client: str | None = None) -> bool:
     """Does `code` (or `recovery_code`) prove the member's second factor, now and once?
     LoginThrottled when too many codes failed lately."""
     key = f"totp:{user_id}"
@@ -160,4 +173,8 @@ def check(cell: Cell, clock: Clock, ident: Identity, account_id: str, user_id: s
             clear_failures(conn, key)
         else:
             record_failures(conn, [(TOTP_PER_USER, key)], now)
+            cell.audit.record(conn, account_id=account_id, actor=Actor(ActorKind.USER, user_id),
+                              action=Action.LOGIN_FAILED, target=f"user:{user_id}", at=now,
+                              details={"factor": "recovery_code" if recovery_code else "totp",
+                                       "client": client})
     return ok

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 
+from sealflow.audit.records import Action, Actor, ActorKind
 from sealflow.clock import Clock
 from sealflow.db.tables import accounts, sessions, users
 from sealflow.regions.cells import Cells
@@ -63,19 +64,28 @@ class SessionUser:
     session_id: str  # public_id
     totp_enabled: bool
     account_settings: str | None  # accounts.settings JSON (the login policy)
+    method: str | None = None  # how the session was signed in (sessions.method; None: unknown)
 
 
 def create(cells: Cells, clock: Clock, ident: Identity, *, region: str, account_id: str,
-           user_id: str) -> NewSession:
-    """A new session (a new id at every login: no session fixation)."""
+           user_id: str, method: str, client: str | None = None) -> NewSession:
+    """A new session (a new id at every login: no session fixation). The login is recorded in
+    the audit trail in the same transaction (`method`: how the member proved who they are;
+    `client`: the pseudonymised address)."""
     token = f"{region}_{secrets.token_urlsafe(32)}"
     now = clock.now()
     expires = now + ident.absolute_timeout
-    with cells[region].write() as conn:
+    cell = cells[region]
+    id_hash = _sha256(token)
+    with cell.write() as conn:
         conn.execute(insert(sessions).values(
-            id_hash=_sha256(token), user_id=user_id, account_id=account_id,
+            id_hash=id_hash, user_id=user_id, account_id=account_id,
             csrf_hash=_sha256(csrf_token(token)), created_at=now, last_seen_at=now,
-            expires_at=expires))
+            expires_at=expires, method=method))
+        cell.audit.record(conn, account_id=account_id, actor=Actor(ActorKind.USER, user_id),
+                          action=Action.LOGIN_SUCCEEDED, target=f"user:{user_id}", at=now,
+                          details={"method": method, "session": public_id(id_hash),
+                                   "client": client})
     return NewSession(token=token, csrf_token=csrf_token(token), expires_at=expires)
 
 
@@ -97,6 +107,7 @@ def resolve(cells: Cells, clock: Clock, ident: Identity, token: str) -> SessionU
         row = conn.execute(
             select(sessions.c.account_id, sessions.c.user_id, sessions.c.last_seen_at,
                    sessions.c.expires_at, sessions.c.revoked_at, sessions.c.created_at,
+                   sessions.c.method,
                    users.c.role, users.c.disabled_at, users.c.totp_enabled_at,
                    accounts.c.settings)
             .join(users, users.c.id == sessions.c.user_id)
@@ -114,25 +125,39 @@ def resolve(cells: Cells, clock: Clock, ident: Identity, token: str) -> SessionU
     return SessionUser(region=region, account_id=row.account_id, user_id=row.user_id,
                        role=row.role, session_id=public_id(id_hash),
                        totp_enabled=row.totp_enabled_at is not None,
-                       account_settings=row.settings)
+                       account_settings=row.settings, method=row.method)
 
 
 def revoke(cells: Cells, clock: Clock, token: str) -> None:
     region = _region(cells, token)
     if region is None:
         return
-    with cells[region].write() as conn:
-        conn.execute(update(sessions).where(sessions.c.id_hash == _sha256(token),
-                                            sessions.c.revoked_at.is_(None))
-                     .values(revoked_at=clock.now()))
+    cell = cells[region]
+    id_hash = _sha256(token)
+    now = clock.now()
+    with cell.write() as conn:
+        row = conn.execute(
+            update(sessions).where(sessions.c.id_hash == id_hash, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now).returning(sessions.c.account_id, sessions.c.user_id)).first()
+        if row is not None:
+            cell.audit.record(conn, account_id=row.account_id,
+                              actor=Actor(ActorKind.USER, row.user_id), action=Action.LOGOUT,
+                              target=f"user:{row.user_id}", at=now,
+                              details={"session": public_id(id_hash)})
 
 
 def revoke_all(cells: Cells, clock: Clock, *, region: str, account_id: str,
                user_id: str) -> int:
     """Sign out everywhere: every live session of the member. Returns how many ended."""
-    with cells[region].write() as conn:
-        return conn.execute(
+    cell = cells[region]
+    now = clock.now()
+    with cell.write() as conn:
+        ended = conn.execute(
             update(sessions).where(sessions.c.user_id == user_id,
                                    sessions.c.account_id == account_id,
                                    sessions.c.revoked_at.is_(None))
-            .values(revoked_at=clock.now())).rowcount
+            .values(revoked_at=now)).rowcount
+        cell.audit.record(conn, account_id=account_id, actor=Actor(ActorKind.USER, user_id),
+                          action=Action.SESSION_REVOKED, target=f"user:{user_id}", at=now,
+                          details={"sessions": ended, "scope": "everywhere"})
+    return int(ended)

@@ -31,6 +31,7 @@ import httpx
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sealflow.audit.records import Action, Actor, ActorKind
 from sealflow.clock import Clock
 from sealflow.core.errors import ConnectorError, InvalidInput, Issue, NotFound, SealflowError
 from sealflow.core.secrets import Secret
@@ -41,6 +42,7 @@ from sealflow.oauth.client import OAuthClientConfig, OAuthError, exchange_code, 
 from sealflow.regions.cells import Cells
 from sealflow.services import sessions
 from sealflow.services.accounts import Caller, Unauthenticated
+from sealflow.services.audited import by_caller
 from sealflow.services.users import Identity, email_hash, find_by_email, normalize_email
 
 with warnings.catch_warnings():  # Authlib 1.x points at joserfc; authlib.jose still works
@@ -239,16 +241,21 @@ async def put_config(cells: Cells, clock: Clock, http: Callable[[], httpx.AsyncC
         if not changed:
             conn.execute(insert(sso_providers).values(account_id=account_id, created_at=now,
                                                       **values))
+        by_caller(cell, conn, caller, Action.SETTINGS_CHANGED, f"account:{account_id}", now,
+                  section="sso", issuer=issuer, default_role=default_role, required=required)
     return get_config(cells, caller)
 
 
-def delete_config(cells: Cells, caller: Caller) -> None:
-    with cells[caller.region].write() as conn:
+def delete_config(cells: Cells, clock: Clock, caller: Caller) -> None:
+    cell = cells[caller.region]
+    with cell.write() as conn:
         gone = conn.execute(delete(sso_providers).where(
             sso_providers.c.account_id == caller.account_id)).rowcount
+        if not gone:
+            raise NotFound("single sign-on is not set up for this account")
         conn.execute(delete(sso_states).where(sso_states.c.account_id == caller.account_id))
-    if not gone:
-        raise NotFound("single sign-on is not set up for this account")
+        by_caller(cell, conn, caller, Action.SETTINGS_CHANGED, f"account:{caller.account_id}",
+                  clock.now(), section="sso", removed=True)
 
 
 def required(conn: Connection, account_id: str) -> bool:
@@ -344,6 +351,23 @@ async def finish(cells: Cells, clock: Clock, http: Callable[[], httpx.AsyncClien
         raise SsoFailed(f"the identity provider refused the login: {error[:100]}")
     if not code:
         raise SsoFailed("the identity provider sent no code; start the login again")
+    try:
+        return await _complete(cells, clock, http, ident, region, taken, state_hash,
+                               code, redirect_uri)
+    except SsoFailed as err:
+        with cell.write() as conn:  # the failure is recorded for the audit trail and alerts
+            cell.audit.record(conn, account_id=taken.account_id,
+                              actor=Actor(ActorKind.ANONYMOUS, "sso"),
+                              action=Action.LOGIN_FAILED, target=f"account:{taken.account_id}",
+                              at=clock.now(), details={"factor": "sso",
+                                                       "reason": err.message[:200]})
+        raise
+
+
+async def _complete(cells: Cells, clock: Clock, http: Callable[[], httpx.AsyncClient],
+                    ident: Identity, region: str, taken: Any, state_hash: str, code: str,
+                    redirect_uri: str) -> SsoLogin:
+    cell = cells[region]
     account_id = taken.account_id
     verifier = open_(cell.vault, account_id, sso_states.name, state_hash, "verifier",
                      taken.verifier)
@@ -369,7 +393,7 @@ async def finish(cells: Cells, clock: Clock, http: Callable[[], httpx.AsyncClien
                              tokens.id_token.reveal(), nonce)
     user, created = _member(cells, clock, ident, region, row, claims)
     session = sessions.create(cells, clock, ident, region=region, account_id=account_id,
-                              user_id=user.id)
+                              user_id=user.id, method="sso")
     return SsoLogin(session=session, region=region, account_id=account_id, user_id=user.id,
                     role=user.role, created=created)
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
+from sealflow.audit.records import Action
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, NotFound
 from sealflow.db.tables import api_tokens
 from sealflow.identity.permissions import Permission, has_permission, permissions_of
 from sealflow.regions.cells import Cells
 from sealflow.services.accounts import Caller, check_scopes, expiry, insert_token, load_scopes
+from sealflow.services.audited import by_caller
 
 DEFAULT_EXPIRY_DAYS = 90
 
@@ -73,6 +75,10 @@ def create(
         token, token_id = insert_token(
             conn, caller.account_id, caller.region, name, now, role=caller.role,
             user_id=caller.user_id, scopes=stored, expires_at=expires_at)
+        by_caller(cells[caller.region], conn, caller, Action.TOKEN_CREATED,
+                  f"token:{token_id}", now, role=caller.role,
+                  scopes=None if stored is None else sorted(stored),
+                  expires_at=None if expires_at is None else expires_at.isoformat())
     view = TokenView(id=token_id, name=name, role=caller.role,
                      scopes=None if stored is None else sorted(stored), user_id=caller.user_id,
                      created_at=now, expires_at=expires_at, last_used_at=None, revoked_at=None)
@@ -101,11 +107,13 @@ def list_tokens(cells: Cells, caller: Caller) -> list[TokenView]:
 def revoke(cells: Cells, clock: Clock, caller: Caller, token_id: str) -> None:
     """Revoke a token (at once: the next request with it answers 401). Revoking a revoked
     token changes nothing; one the caller may not see is not found."""
-    with cells[caller.region].write() as conn:
+    cell, now = cells[caller.region], clock.now()
+    with cell.write() as conn:
         found = conn.execute(select(api_tokens.c.id).where(
             _visible(caller), api_tokens.c.id == token_id)).first()
         if found is None:
             raise NotFound(f"token {token_id} not found")
-        conn.execute(update(api_tokens).where(api_tokens.c.id == token_id,
-                                              api_tokens.c.revoked_at.is_(None))
-                     .values(revoked_at=clock.now()))
+        if conn.execute(update(api_tokens).where(api_tokens.c.id == token_id,
+                                                 api_tokens.c.revoked_at.is_(None))
+                        .values(revoked_at=now)).rowcount:
+            by_caller(cell, conn, caller, Action.TOKEN_REVOKED, f"token:{token_id}", now)

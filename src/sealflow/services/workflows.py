@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from sealflow.audit.records import Action
 from sealflow.clock import Clock
 from sealflow.core.definitions import Graph, WorkflowInvalid
 from sealflow.core.errors import Issue, NotFound
@@ -28,6 +29,7 @@ from sealflow.regions.cells import Cell, Cells
 from sealflow.services import storage_lifetimes
 from sealflow.services.account_settings import policy_for
 from sealflow.services.accounts import Caller
+from sealflow.services.audited import by_caller
 from sealflow.services.authentications import usable_ids
 from sealflow.vault.vault import Vault
 
@@ -136,6 +138,8 @@ def create(
         )
         secret = _apply_trigger(conn, vault, caller, workflow_id, definition, now, previous=None)
         _insert_version(conn, vault, caller, workflow_id, 1, definition, now)
+        by_caller(cells[caller.region], conn, caller, Action.WORKFLOW_CREATED,
+                  f"workflow:{workflow_id}", now, version=1, trigger=definition.trigger.type)
         row = _load(conn, caller, workflow_id)
     return SavedWorkflow(_view(vault, row), definition, secret)
 
@@ -168,6 +172,9 @@ def update_definition(
                 updated_at=now,
             )
         )
+        by_caller(cells[caller.region], conn, caller, Action.WORKFLOW_CHANGED,
+                  f"workflow:{workflow_id}", now, version=version,
+                  trigger=definition.trigger.type)
         row = _load(conn, caller, workflow_id)
     return SavedWorkflow(_view(vault, row), definition, secret)
 
@@ -334,6 +341,8 @@ def delete_workflow(cells: Cells, clock: Clock, caller: Caller, workflow_id: str
         conn.execute(delete(schedule_state).where(schedule_state.c.workflow_id == workflow_id))
         # D2: the workflow's storage scope goes with it.
         storage_lifetimes.delete_scope(conn, caller.account_id, "workflow", workflow_id)
+        by_caller(cells[caller.region], conn, caller, Action.WORKFLOW_DELETED,
+                  f"workflow:{workflow_id}", clock.now())
 
 
 def count(cells: Cells, caller: Caller) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sealflow.clock import Clock
+from sealflow.monitoring.metrics import metrics
 from sealflow.vault._aead import Keyset, key_id_of, prefix_of
 from sealflow.vault.errors import DecryptionFailed, KeyVersionError
 from sealflow.vault.keystore import KeyStore, RewrapProgress, WrappedKeyset
@@ -106,8 +107,17 @@ class Vault:
     def decrypt(
         self, account_id: str, table: str, row_id: str | int, column: str, ciphertext: bytes
     ) -> bytes:
-        """The plaintext, or DecryptionFailed (wrong place, altered, unknown or retired key)
-        or AccountShredded."""
+        """The plaintext, or DecryptionFailed (wrong place, altered, unknown or retired key;
+        counted in the metrics, A3/A4) or AccountShredded."""
+        try:
+            return self._decrypt(account_id, table, row_id, column, ciphertext)
+        except DecryptionFailed:
+            metrics().decryption_failed("data")
+            raise
+
+    def _decrypt(
+        self, account_id: str, table: str, row_id: str | int, column: str, ciphertext: bytes
+    ) -> bytes:
         if not ciphertext or ciphertext[0] != FORMAT_V1:
             # Still check the account first: a shredded account says so, whatever the input.
             self._keyset(account_id, create=False)
@@ -161,6 +171,11 @@ class Vault:
             self._forget(account_id)
             if swapped:
                 return rotated.primary_key_id
+
+    def create_keyset(self, account_id: str) -> int:
+        """Make the account's keyset now (otherwise made on its first seal); returns the
+        primary data key id. A no-op for an account that has one."""
+        return self._keyset(account_id, create=True).primary_key_id
 
     def data_key_ids(self, account_id: str) -> tuple[int, ...]:
         """The account's data key ids, oldest first; the last is the primary."""
@@ -274,6 +289,7 @@ class Vault:
         try:
             return Keyset.unwrap(stored.blob, self._provider, self._keyset_aad(stored.account_id))
         except DecryptionFailed:  # say which keyset and which KEK version: the usual cause
+            metrics().decryption_failed("keyset")
             raise DecryptionFailed(
                 f"the keyset of account {stored.account_id} (KEK version {stored.kek_version}) "
                 "could not be unwrapped: that KEK version is retired, or the keyset was "

@@ -80,7 +80,8 @@ def delete_account(body: AccountDelete, who: AccountDeleter, p: PlatformDep) -> 
         from_thread.run_sync(p.definitions.forget_account, region, workflow_ids)
 
     record = account_deletion.delete_account(
-        p.cells, p.clock, region=who.region, account_id=who.account_id, forget=forget
+        p.cells, p.clock, region=who.region, account_id=who.account_id, forget=forget,
+        actor=who.actor,
     )
     return AccountDeleted(account_id=record.account_id, region=record.region,
                           deleted_at=record.deleted_at, removed=record.removed)
@@ -100,4 +101,4 @@ def change_settings(body: AccountSettings, who: SettingsWrite, p: PlatformDep
     defaults always apply; running servers see a change within 30 seconds."""
     changes = {name: getattr(body, name).model_dump() for name in body.model_fields_set
                if getattr(body, name) is not None}
-    return AccountSettingsOut(**account_settings.change(p.cells, who, changes))
+    return AccountSettingsOut(**account_settings.change(p.cells, p.clock, who, changes))

@@ -87,7 +87,7 @@ def change(auth_id: str, body: AuthenticationChange, p: PlatformDep, who: Authen
 
 @router.delete("/{auth_id}", status_code=204, response_class=Response, responses=errors(404))
 def delete(auth_id: str, p: PlatformDep, who: AuthenticationsWrite) -> Response:
-    service.delete_authentication(p.cells, who, auth_id)
+    service.delete_authentication(p.cells, p.clock, who, auth_id)
     return Response(status_code=204)
 
 
@@ -96,7 +96,7 @@ async def test(auth_id: str, p: PlatformDep, who: AuthenticationsWrite) -> Conne
     view = service.get(p.cells, who, auth_id)
     result = await credentials.test_connection(
         p.credentials, p.outbound(), region=who.region, account_id=who.account_id,
-        auth_id=view.id, settings=view.settings)
+        auth_id=view.id, settings=view.settings, actor=who.actor)
     return ConnectionTestOut(ok=result.ok, message=result.message, status=result.status)
 
 

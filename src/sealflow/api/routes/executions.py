@@ -44,7 +44,7 @@ def list_(
 
 @router.get("/{execution_id}", response_model=ExecutionDetail, responses=errors(404))
 def read(execution_id: str, p: PlatformDep, who: ExecutionsRead) -> ExecutionDetail:
-    return ExecutionDetail(**executions.detail(p.cells, who, execution_id))
+    return ExecutionDetail(**executions.detail(p.cells, p.clock, who, execution_id))
 
 
 @router.post("/{execution_id}/cancel", response_model=CancelOut, responses=errors(404, 409))

@@ -62,10 +62,10 @@ def accept(body: AcceptIn, p: PlatformDep, ident: IdentityDep) -> MemberOut:
 @router.patch("/members/{member_id}", response_model=MemberOut,
               responses=errors(400, 404, 409))
 def change_role(member_id: str, body: RoleIn, who: Manager, p: PlatformDep) -> MemberOut:
-    return _out(members.change_role(p.cells, who, member_id, body.role))
+    return _out(members.change_role(p.cells, p.clock, who, member_id, body.role))
 
 
 @router.delete("/members/{member_id}", status_code=204, responses=errors(404, 409))
 def remove(member_id: str, who: Manager, p: PlatformDep) -> None:
     """Removes a member (their sessions end). An account always keeps an owner."""
-    members.remove(p.cells, who, member_id)
+    members.remove(p.cells, p.clock, who, member_id)

@@ -65,7 +65,7 @@ def get_sso(who: SsoManage, p: PlatformDep) -> SsoOut:
 @router.delete("/v1/account/sso", status_code=204, responses=errors(401, 403, 404, 429))
 def delete_sso(who: SsoManage, p: PlatformDep) -> Response:
     """Turns single sign-on off (members keep their sessions; passwords work again)."""
-    sso.delete_config(p.cells, who)
+    sso.delete_config(p.cells, p.clock, who)
     return Response(status_code=204)
 
 

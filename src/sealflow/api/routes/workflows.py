@@ -134,4 +134,4 @@ async def run(
     timeout = min(body.timeout_s or p.limits.webhook_reply_timeout_s,
                   p.limits.webhook_reply_timeout_s)
     await wait_for_end(p, who, started.id, timeout)
-    return ExecutionDetail(**executions.detail(p.cells, who, started.id))
+    return ExecutionDetail(**executions.detail(p.cells, p.clock, who, started.id))

@@ -1,4 +1,4 @@
-"""Encrypted backups (D6).
+"""Encrypted backups (D6): no schema change (see db/tables_backups.py: no table by design).
 
 Revision ID: 0012
 Revises: 0011

@@ -1,0 +1,1 @@
+"""Monitoring (A3): Prometheus metrics, health and readiness."""
