@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.postgres import subprocess_env
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -126,5 +128,6 @@ def make_server(tmp: Path, **env_extra: str) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALFLOW_")}
     env.update({"SEALFLOW_SSRF_ALLOW": "127.0.0.1/32", "SEALFLOW_LOG_LEVEL": "warning"})
+    env.update(subprocess_env(data_dir))  # SEALFLOW_TEST_BACKEND=postgres: cells on PostgreSQL
     env.update(env_extra)
     return Server(data_dir=data_dir, port=free_port(), env=env)

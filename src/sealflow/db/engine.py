@@ -1,6 +1,7 @@
 """Database engines for cells. SQLite gets WAL (readers never block the writer), incremental
 auto-vacuum (so purges can give disk space back, D3) and a busy timeout; PostgreSQL is used
-as configured (psycopg 3)."""
+as configured, through psycopg 3 (`postgresql://` URLs included), and its read transactions
+are read-only snapshots, as SQLite's are."""
 
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ def make_engine(url: str) -> Engine:
         # transactions are real and writes take the lock at BEGIN (no upgrade deadlocks).
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    if parsed.drivername == "postgresql":
-        url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if parsed.drivername == "postgresql":  # a bare URL: psycopg 3, not SQLAlchemy's psycopg2
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "begin", _postgres_begin)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -52,3 +56,15 @@ def _sqlite_begin(conn: Any) -> None:
     # (events, cursor, result) for a BEGIN on every transaction.
     sql = "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
     conn.connection.driver_connection.execute(sql)
+
+
+def _postgres_begin(conn: Any) -> None:
+    # Cell.read() promises a consistent snapshot: at PostgreSQL's default READ COMMITTED each
+    # statement would see the commits made since the previous one (an audit chain read in two
+    # queries could disagree with itself). REPEATABLE READ gives one snapshot for the whole
+    # transaction; READ ONLY refuses a write slipped into a read. A read-only transaction
+    # never fails with a serialization error, so no caller has to retry. Writers keep READ
+    # COMMITTED and take the locks they need (audit.log, services.keys, queue.embedded).
+    if conn.get_execution_options().get("readonly"):
+        conn.connection.driver_connection.execute(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
