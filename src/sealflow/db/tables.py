@@ -27,7 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime as _DateTime
 from sqlalchemy.types import TypeDecorator
 
-metadata = MetaData()
+metadata: MetaData = MetaData()
 
 
 class DateTime(TypeDecorator[datetime]):
@@ -401,53 +401,15 @@ audit_checkpoints = Table(
     Column("frontier", Text, nullable=False),
 )
 
-# Single sign-on with OpenID Connect (I4, migration 0008). One provider per account; the
-# client secret is sealed. `required` refuses the account's members their passwords.
-sso_providers = Table(
-    "sso_providers",
-    metadata,
-    Column("account_id", String(ID), ForeignKey("accounts.id"), primary_key=True),
-    Column("issuer", Text, nullable=False),
-    Column("client_id", Text, nullable=False),
-    Column("client_secret", Text, nullable=False),  # secret
-    Column("default_role", String(16), nullable=False),
-    Column("required", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
-# Which member an identity of the provider signs in as: SHA-256 of (issuer, sub), so a
-# changed issuer never matches the old one's subjects. No foreign key to users: removing a
-# member leaves a row that matches no one, replaced at that person's next SSO login.
-sso_identities = Table(
-    "sso_identities",
-    metadata,
-    Column("account_id", String(ID), nullable=False, primary_key=True),
-    Column("subject_hash", String(64), nullable=False, primary_key=True),
-    Column("user_id", String(ID), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-# A login in flight: the state's hash (single use, 10 minutes) with the sealed PKCE verifier
-# and nonce, like oauth_states.
-sso_states = Table(
-    "sso_states",
-    metadata,
-    Column("state_hash", String(64), primary_key=True),
-    Column("account_id", String(ID), nullable=False, index=True),
-    Column("verifier", Text, nullable=False),  # secret
-    Column("nonce", Text, nullable=False),  # secret
-    Column("browser_hash", String(64), nullable=False),  # SHA-256 of the browser's cookie
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-)
-
 
 # Later areas keep their tables in modules of their own (size rule); importing them here makes
 # `metadata` whole for create_all and the migration test.
 from sealflow.db import (  # noqa: E402
-    tables_backups,  # noqa: F401
     tables_monitoring,  # noqa: F401
     tables_retention,  # noqa: F401
     tables_staff,  # noqa: F401
     tables_subject_requests,  # noqa: F401
 )
+from sealflow.db.tables_sso import sso_identities as sso_identities  # noqa: E402
+from sealflow.db.tables_sso import sso_providers as sso_providers  # noqa: E402
+from sealflow.db.tables_sso import sso_states as sso_states  # noqa: E402

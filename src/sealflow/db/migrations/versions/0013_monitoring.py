@@ -3,7 +3,7 @@ audit trail, with its delivery cursor), alert_state (when each alert last fired)
 monitor_cursors (where the alert rules stopped reading the audit trail).
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0011
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
