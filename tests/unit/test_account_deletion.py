@@ -92,14 +92,14 @@ def _populate(p: Platform, who: Caller, runs: int = 3) -> dict[str, int]:
     cell = p.cells["us"]
     with cell.write() as conn:
         conn.execute(insert(tables.authentications).values(
-            id=f"auth-{who.account_id}", account_id=who.account_id, name="api", type="api_key",
+            id=f"auth-{who.account_id[:31]}", account_id=who.account_id, name="api", type="api_key",
             shared=True, owner_id="t", status="active", revision=1,
             config=seal(cell.vault, who.account_id, "authentications", "a", "config", {}),
             secret=seal(cell.vault, who.account_id, "authentications", "a", "secret", "s3cr3t"),
             created_at=p.clock.now(), updated_at=p.clock.now()))
         conn.execute(insert(tables.oauth_states).values(
             state_hash=f"state-{who.account_id}", account_id=who.account_id,
-            authentication_id=f"auth-{who.account_id}", expires_at=p.clock.now(),
+            authentication_id=f"auth-{who.account_id[:31]}", expires_at=p.clock.now(),
             verifier=seal(cell.vault, who.account_id, "oauth_states", "s", "verifier", "v")))
     return _counts(p, who.account_id)
 
