@@ -115,6 +115,12 @@ def test_connect_refresh_rotation_and_401(server: Server, oauth_server: OAuthSer
         assert run(api, wf["id"])["status"] == "succeeded"
         responses = [api.get("/v1/authentications").text,
                      api.get(f"/v1/executions?workflow_id={wf['id']}").text]
+        # Each connect opened the client secret and stored new tokens: both on the trail.
+        trail = api.get("/v1/account/audit", params={"action": "authentication."}).json()
+        connects = [(r["action"], r["details"].get("purpose") or r["details"].get("changed"))
+                    for r in trail["records"] if r["actor"]["id"] == "oauth-callback"]
+        assert connects == 2 * [("authentication.decrypted", "oauth code exchange"),
+                                ("authentication.changed", ["oauth tokens"])]
 
     tokens = [_bearer(target, p, i) for p in ("/me", "/strict")
               for i in range(len(target.hits(p)))]

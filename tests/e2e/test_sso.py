@@ -126,6 +126,9 @@ def test_sso_login_end_to_end_with_a_member_made_just_in_time(
     assert {r["actor"]["id"] for r in logins} == {body["user_id"]}
     assert any(r["action"] == "settings.changed" and r["details"]["section"] == "sso"
                for r in trail)
+    joined = [r for r in trail if r["action"] == "member.joined"]  # made just in time
+    assert [(r["target"], r["details"]["via"]) for r in joined] == [
+        (f"user:{body['user_id']}", "sso")]
 
 
 def test_tampered_state_and_nonce_are_refused(server: Server, oauth_server: OAuthServer

@@ -181,6 +181,16 @@ def test_tokens_members_and_settings(platform: Platform, client: TestClient,
     assert changed["details"]["sections"] == ["login"]
 
 
+def test_an_operator_token_is_on_the_customer_trail(platform: Platform,
+                                                    account: tuple[str, str]) -> None:
+    account_id, _ = account
+    token = accounts.issue_token(platform.cells, platform.clock, region="us",
+                                 account_id=account_id, name="support", expires_in_days=1)
+    made = only(platform, Action.TOKEN_CREATED)
+    assert made["actor"] == {"kind": "operator", "id": "cli"} and made["account_id"] == account_id
+    assert made["details"]["role"] == "owner" and token not in json.dumps(made)
+
+
 def test_workflows_authentications_decryptions_and_reads(
         platform: Platform, client: TestClient, account: tuple[str, str],
         target: Target) -> None:

@@ -133,13 +133,15 @@ def create_account(cells: Cells, clock: Clock, *, name: str, region: str) -> tup
     cell = cells[region]
     account = Account(id=str(uuid.uuid4()), name=name, region=region)
     now = clock.now()
+    # The account's own keys (S2), made with it so that their creation is on the trail; made
+    # before the write transaction (a KEK provider may be a network call: never under the
+    # database's write lock). If the transaction then fails, the keyset guards nothing.
+    key_id = cell.vault.create_keyset(account.id)
     with cell.write() as conn:
         conn.execute(
             insert(accounts).values(id=account.id, name=name, region=region, created_at=now)
         )
         token, token_id = insert_token(conn, account.id, region, "first token", now)
-        # The account's own keys (S2), made with it so that their creation is on the trail.
-        key_id = cell.vault.create_keyset(account.id)
         cell.audit.record(conn, account_id=account.id, actor=OPERATOR, action=Action.KEY_CREATED,
                           target=f"account:{account.id}", at=now,
                           details={"key": "data", "key_id": key_id, "first_token": token_id})
@@ -158,8 +160,14 @@ def issue_token(
     with cells[region].write() as conn:
         if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
             raise NotFound(f"account {account_id} not found in region {region}")
-        token, _ = insert_token(conn, account_id, region, name, now, scopes=stored,
-                                expires_at=expires_at)
+        token, token_id = insert_token(conn, account_id, region, name, now, scopes=stored,
+                                       expires_at=expires_at)
+        # An owner-level way into the account: the customer sees it on their trail.
+        cells[region].audit.record(
+            conn, account_id=account_id, actor=OPERATOR, action=Action.TOKEN_CREATED,
+            target=f"token:{token_id}", at=now,
+            details={"role": Role.OWNER.value, "scopes": None if stored is None else sorted(stored),
+                     "expires_at": None if expires_at is None else expires_at.isoformat()})
         return token
 
 

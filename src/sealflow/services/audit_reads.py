@@ -160,7 +160,10 @@ def consistency(cells: Cells, caller: Caller, first: int,
         try:
             proof = log.consistency(conn, first, second)
         except ValueError as err:
-            raise InvalidInput("invalid proof request", [Issue("$.first", str(err))]) from None
+            field = "$.first" if second is None or first <= second else "$.second"
+            if second is not None and second > log.head(conn)[0]:
+                field = "$.second"
+            raise InvalidInput("invalid proof request", [Issue(field, str(err))]) from None
         checkpoint = log.last_checkpoint(conn)
     return {"proof": proof, "checkpoint": None if checkpoint is None else checkpoint.as_json(),
             "public_key": cell.audit.signer.verifier.public_b64()}

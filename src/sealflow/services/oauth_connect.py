@@ -18,6 +18,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import delete, insert, select, update
 
+from sealflow.audit.records import Action, Actor, ActorKind
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, SealflowError
 from sealflow.core.secrets import Secret
@@ -36,6 +37,8 @@ from sealflow.services.authentications import (
 from sealflow.services.credentials import client_config
 
 STATE_TTL = timedelta(minutes=10)
+# Who completes a connect: a browser back from the authorization server, holding the state.
+CONNECT_CALLBACK = Actor(ActorKind.ANONYMOUS, "oauth-callback")
 CALLBACK_PATH = "/oauth/callback"
 
 
@@ -109,6 +112,11 @@ async def finish(cells: Cells, clock: Clock, http: Callable[[], httpx.AsyncClien
     if row is None:
         raise ConnectFailed("the authentication was deleted meanwhile")
     settings = dict(open_config(cell.vault, row).get("settings") or {})
+    with cell.write() as conn:  # on the trail before the client secret is opened (A2)
+        cell.audit.record(conn, account_id=row.account_id, actor=CONNECT_CALLBACK,
+                          action=Action.AUTHENTICATION_DECRYPTED,
+                          target=f"authentication:{row.id}", at=clock.now(),
+                          details={"purpose": "oauth code exchange"})
     fields, _ = open_secret(cell.vault, row)
     client_secret = Secret(fields["client_secret"], row.name) if fields.get("client_secret") \
         else None
@@ -124,4 +132,8 @@ async def finish(cells: Cells, clock: Clock, http: Callable[[], httpx.AsyncClien
             secret=seal_secret(cell.vault, row.account_id, row.id, fields, tokens.to_fields()),
             revision=authentications.c.revision + 1, status=ACTIVE,
             expires_at=tokens.expires_at, updated_at=clock.now()))
+        cell.audit.record(conn, account_id=row.account_id, actor=CONNECT_CALLBACK,
+                          action=Action.AUTHENTICATION_CHANGED,
+                          target=f"authentication:{row.id}", at=clock.now(),
+                          details={"changed": ["oauth tokens"], "connected": True})
     return Connected(row.id, row.name)

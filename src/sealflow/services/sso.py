@@ -439,6 +439,11 @@ def _member(cells: Cells, clock: Clock, ident: Identity, region: str, provider: 
                 sso_identities.c.subject_hash == subject))
             conn.execute(insert(sso_identities).values(
                 account_id=account_id, subject_hash=subject, user_id=user_id, created_at=now))
+            if existing is None:  # made just in time: on the trail like an invited member
+                cell.audit.record(conn, account_id=account_id,
+                                  actor=Actor(ActorKind.USER, user_id),
+                                  action=Action.MEMBER_JOINED, target=f"user:{user_id}", at=now,
+                                  details={"via": "sso", "role": provider.default_role})
             made = conn.execute(select(users).where(users.c.id == user_id)).one()
     except IntegrityError:  # the same person's two logins raced: the other one made it
         raise SsoFailed("this login raced another one; start the login again",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -22,6 +22,7 @@ from sealflow.services.accounts import Caller
 router = APIRouter(prefix="/v1/account/audit", tags=["audit"],
                    responses=errors(401, 403, 422, 429))
 AuditRead = Annotated[Caller, Depends(requires(Permission.AUDIT_READ))]
+MAX_SEQ = 2**53  # record numbers: far beyond any log, within every database's integers
 
 ActorQ = Annotated[str | None, Query(max_length=200, description="An actor's id")]
 # The schema names every action and prefix, so a client (or a fuzzer) knows what is valid.
@@ -54,7 +55,7 @@ class ConsistencyOut(BaseModel):
 @router.get("", response_model=AuditPage)
 def list_(p: PlatformDep, who: AuditRead, actor: ActorQ = None, action: ActionQ = None,
           since: SinceQ = None, until: UntilQ = None,
-          after: Annotated[int, Query(ge=0)] = 0,
+          after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
           limit: Annotated[int, Query(ge=1, le=audit_reads.MAX_PAGE)] = 100) -> AuditPage:
     """The account's records, oldest first, filtered by actor, action and time."""
     filters = audit_reads.Filters(actor=actor, action=action, since=since, until=until)
@@ -74,13 +75,16 @@ def export(p: PlatformDep, who: AuditRead, actor: ActorQ = None, action: ActionQ
 
 
 @router.get("/{seq}/proof", response_model=InclusionOut, responses=errors(404))
-def proof(seq: int, p: PlatformDep, who: AuditRead) -> InclusionOut:
+def proof(seq: Annotated[int, Path(ge=1, le=MAX_SEQ)], p: PlatformDep,
+          who: AuditRead) -> InclusionOut:
     """The record, its RFC 9162 inclusion proof, the signed checkpoint and the public key."""
     return InclusionOut(**audit_reads.inclusion(p.cells, who, seq))
 
 
 @router.get("/consistency", response_model=ConsistencyOut, responses=errors(400))
-def consistency(p: PlatformDep, who: AuditRead, first: Annotated[int, Query(ge=0)],
-                second: Annotated[int | None, Query(ge=0)] = None) -> ConsistencyOut:
+def consistency(p: PlatformDep, who: AuditRead,
+                first: Annotated[int, Query(ge=0, le=MAX_SEQ)],
+                second: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None
+                ) -> ConsistencyOut:
     """Proof that the log of `first` records is a prefix of the log of `second`."""
     return ConsistencyOut(**audit_reads.consistency(p.cells, who, first, second))
