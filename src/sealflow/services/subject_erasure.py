@@ -21,10 +21,10 @@ Refused when the member is the account's last owner (LastOwner): the account wou
 one able to manage it; make another member owner first, or delete the account (D4).
 
 On SQLite the transaction runs with `secure_delete` (freed space is zeroed), and `compact()`
-then rewrites the file (VACUUM: older copies of the rows left in free space by earlier
-updates go too) and truncates the WAL, so no copy of the sealed values survives in the
-files. On PostgreSQL the dead rows stay until autovacuum reclaims them; they are sealed under
-the account's key, like every copy of them in backups (D6 keeps backups 14 days at most)."""
+then gives free pages back (incremental vacuum) and truncates the WAL (see compact() for
+what only an offline VACUUM removes). On PostgreSQL the dead rows stay until autovacuum
+reclaims them; they are sealed under the account's key, like every copy of them in backups
+(D6 keeps backups 14 days at most)."""
 
 from __future__ import annotations
 
@@ -146,17 +146,20 @@ def erase_rows(cell: Cell, conn: Connection, account_id: str, who: Footprint) ->
 
 
 def compact(engine: Engine) -> bool:
-    """SQLite: rewrite the database file (VACUUM) and truncate the WAL, so stale copies of
-    erased rows left in free space by earlier writes are gone from both files. True when
-    done; False when another connection kept it from finishing (the next erasure, or the
-    next checkpoint, finishes the WAL part) or on PostgreSQL (nothing to do at this level)."""
+    """SQLite: give the free pages back (incremental vacuum: what they held, stale copies of
+    erased rows included, leaves the file) and truncate the WAL. Not a full VACUUM: that
+    rewrites the whole file under the write lock, stalling every writer for seconds on a
+    large database; bytes left inside pages still in use by earlier updates go only with
+    `sealflow purge --compact` (server stopped). True when done; False when another
+    connection kept it from finishing (the next checkpoint finishes the WAL part) or on
+    PostgreSQL (nothing to do at this level)."""
     if engine.dialect.name != "sqlite":
         return False
     raw = engine.raw_connection()  # outside any transaction: the driver autocommits
     try:
         cursor = raw.cursor()
         try:
-            cursor.execute("VACUUM")
+            cursor.execute("PRAGMA incremental_vacuum")
             busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except Exception:
             return False
