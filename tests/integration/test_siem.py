@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from sealflow.bootstrap import Platform, build_platform
 from sealflow.config import RegionSettings, Settings
 from sealflow.core.errors import InvalidInput, LimitExceeded, NotFound
 from sealflow.db.tables import audit_records
+from sealflow.db.tables_monitoring import audit_sinks
 from sealflow.services import accounts
 from sealflow.services.accounts import Caller
 from sealflow.siem import formats, sinks
@@ -117,6 +119,13 @@ def test_a_webhook_sink_gets_every_record_of_its_account_in_order_and_catches_up
     made = sinks.create(p.cells["us"], p.clock, a, name="siem", kind="webhook",
                         url=receiver.url)
     assert made.secret and made.view.fingerprint and made.secret not in str(made.view)
+    # The URL is sealed at rest and shown as scheme and host only (a collector's URL may
+    # carry its credential in the path or query).
+    shown = urlsplit(receiver.url)
+    assert made.view.destination == f"{shown.scheme}://{shown.netloc}/…"
+    with p.cells["us"].read() as conn:
+        stored = conn.execute(select(audit_sinks.c.config)).scalar_one()
+    assert shown.path not in stored and shown.netloc not in stored
     record(p, b, 3)
     record(p, a, 6)
     first = len(account_records(p, a.account_id))  # 5 + the sink's creation + 6 (+ others')

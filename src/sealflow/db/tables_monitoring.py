@@ -19,7 +19,7 @@ audit_sinks = Table(
     Column("account_id", String(ID), nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("kind", String(16), nullable=False),  # "syslog" | "webhook"
-    Column("config", Text, nullable=False),
+    Column("config", Text, nullable=False),  # secret: the sealed destination (URL or host)
     Column("secret", Text),  # secret: the sealed HMAC key of a webhook sink
     Column("fingerprint", String(80)),
     Column("cursor_seq", Integer, nullable=False, default=0),

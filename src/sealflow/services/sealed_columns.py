@@ -81,6 +81,6 @@ SEALED_COLUMNS: tuple[SealedTable, ...] = (
     SealedTable(storage_items, ("value",), _by_id, ("id",)),
     SealedTable(sso_providers, ("client_secret",), lambda r: str(r.account_id), ("account_id",)),
     SealedTable(sso_states, ("verifier", "nonce"), lambda r: str(r.state_hash), ("state_hash",)),
-    SealedTable(audit_sinks, ("secret",), _by_id, ("id",)),
+    SealedTable(audit_sinks, ("config", "secret"), _by_id, ("id",)),
     SealedTable(staff_grants, ("justification",), _by_id, ("id",)),
 )

@@ -36,7 +36,7 @@ from sealflow.db.tables import audit_records
 from sealflow.db.tables_monitoring import audit_sinks
 from sealflow.monitoring.metrics import metrics
 from sealflow.regions.cells import Cell, Cells
-from sealflow.siem import formats
+from sealflow.siem import formats, sinks
 from sealflow.siem.transport import DeliveryFailed, post_signed, send_syslog
 
 log = logging.getLogger("sealflow.siem")
@@ -151,7 +151,7 @@ class SiemDelivery:
         return out
 
     async def _send(self, cell: Cell, sink: Any, records: list[formats.Record]) -> None:
-        config = json.loads(sink.config)
+        config = sinks.open_config(cell, sink)
         timeout = self.settings.timeout_s
         if sink.kind == "webhook":
             secret = open_(cell.vault, sink.account_id, "audit_sinks", sink.id, "secret",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import re
 import secrets
 import uuid
@@ -25,7 +24,7 @@ from sealflow.audit.log import head
 from sealflow.audit.records import Action
 from sealflow.clock import Clock
 from sealflow.core.errors import InvalidInput, Issue, LimitExceeded, NotFound
-from sealflow.db.sealed import seal
+from sealflow.db.sealed import open_, seal
 from sealflow.db.tables_monitoring import audit_sinks
 from sealflow.regions.cells import Cell
 from sealflow.services.accounts import Caller
@@ -104,11 +103,23 @@ def check_config(kind: str, url: str | None, host: str | None,
 
 
 def destination(kind: str, config: dict[str, Any]) -> str:
-    return str(config["url"]) if kind == "webhook" else f"{config['host']}:{config['port']}"
+    """The destination as shown: a webhook's scheme and host only (collectors often carry
+    their credential in the path or query, so the whole URL is sealed and never shown)."""
+    if kind == "webhook":
+        parts = urlsplit(str(config["url"]))
+        return f"{parts.scheme}://{parts.netloc}/…"
+    return f"{config['host']}:{config['port']}"
 
 
-def _view(row: Any) -> SinkView:
-    config = json.loads(row.config)
+def open_config(cell: Cell, row: Any) -> dict[str, Any]:
+    """The sink's destination (sealed at rest: a collector URL may hold a credential)."""
+    config: dict[str, Any] = open_(cell.vault, row.account_id, "audit_sinks", row.id,
+                                   "config", row.config)
+    return config
+
+
+def _view(cell: Cell, row: Any) -> SinkView:
+    config = open_config(cell, row)
     return SinkView(
         id=row.id, name=row.name, kind=row.kind, destination=destination(row.kind, config),
         fingerprint=row.fingerprint, cursor_seq=row.cursor_seq, delivered=row.delivered,
@@ -143,7 +154,7 @@ def create(cell: Cell, clock: Clock, caller: Caller, *, name: str, kind: str,
         cursor = 0 if from_start else head(conn)[0]
         conn.execute(insert(audit_sinks).values(
             id=sink_id, account_id=caller.account_id, name=name, kind=kind,
-            config=json.dumps(config),
+            config=seal(cell.vault, caller.account_id, "audit_sinks", sink_id, "config", config),
             secret=None if secret is None else seal(cell.vault, caller.account_id,
                                                     "audit_sinks", sink_id, "secret", secret),
             fingerprint=fingerprint, cursor_seq=cursor, delivered=0, failures=0,
@@ -151,7 +162,7 @@ def create(cell: Cell, clock: Clock, caller: Caller, *, name: str, kind: str,
         by_caller(cell, conn, caller, Action.AUDIT_SINK_CREATED, f"audit_sink:{sink_id}", now,
                   kind=kind, from_start=from_start)
         row = conn.execute(select(audit_sinks).where(audit_sinks.c.id == sink_id)).one()
-    return NewSink(view=_view(row), secret=secret)
+    return NewSink(view=_view(cell, row), secret=secret)
 
 
 def _by_name(conn: Connection, account_id: str, name: str) -> bool:
@@ -164,7 +175,7 @@ def list_sinks(cell: Cell, caller: Caller) -> list[SinkView]:
         rows = conn.execute(select(audit_sinks)
                             .where(audit_sinks.c.account_id == caller.account_id)
                             .order_by(audit_sinks.c.created_at, audit_sinks.c.id)).all()
-    return [_view(r) for r in rows]
+    return [_view(cell, r) for r in rows]
 
 
 def get(cell: Cell, caller: Caller, sink_id: str) -> SinkView:
@@ -173,7 +184,7 @@ def get(cell: Cell, caller: Caller, sink_id: str) -> SinkView:
             audit_sinks.c.id == sink_id, audit_sinks.c.account_id == caller.account_id)).first()
     if row is None:
         raise NotFound(f"audit sink {sink_id} not found")
-    return _view(row)
+    return _view(cell, row)
 
 
 def delete_sink(cell: Cell, clock: Clock, caller: Caller, sink_id: str) -> None:
