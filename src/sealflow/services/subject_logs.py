@@ -21,6 +21,7 @@ keeps writing to the replaced inode: the log writer must reopen its file when th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -85,12 +86,16 @@ def scrub_logs(logs_dir: Path, who: Identifiers) -> dict[str, int]:
     number of lines removed per file name (files with none removed are not listed). An
     absent directory is nothing to do."""
     removed: dict[str, int] = {}
-    if not who:
+    if not who or not logs_dir.is_dir():
         return removed
-    for path in log_files(logs_dir):
-        n = scrub_file(path, who)
-        if n:
-            removed[path.name] = n
+    # One scrub at a time (across processes): two erasures rewriting the same file from the
+    # same original would each put back the lines the other removed.
+    with open(logs_dir / ".scrub.lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        for path in log_files(logs_dir):
+            n = scrub_file(path, who)
+            if n:
+                removed[path.name] = n
     return removed
 
 
