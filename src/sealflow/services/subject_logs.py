@@ -90,12 +90,16 @@ def scrub_logs(logs_dir: Path, who: Identifiers) -> dict[str, int]:
         return removed
     # One scrub at a time (across processes): two erasures rewriting the same file from the
     # same original would each put back the lines the other removed.
-    with open(logs_dir / ".scrub.lock", "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    # The lock is on the directory itself: no lock file left among the logs.
+    fd = os.open(logs_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         for path in log_files(logs_dir):
             n = scrub_file(path, who)
             if n:
                 removed[path.name] = n
+    finally:
+        os.close(fd)  # releases the lock
     return removed
 
 
