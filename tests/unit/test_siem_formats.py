@@ -62,6 +62,10 @@ def test_alert_and_metrics_settings_are_checked() -> None:
         Settings(alerts={"sinks": [{"kind": "pager"}]})
     with pytest.raises(ValidationError):
         Settings(alerts={"rules": {"failure_rate": 1.5}})
+    with pytest.raises(ValidationError, match="starttls"):  # no SMTP password in clear
+        Settings(alerts={"sinks": [{"kind": "email", "host": "smtp.example", "starttls": False,
+                                    "username": "alerts", "password": "p" * 20,
+                                    "sender": "a@x.example", "recipients": ["o@x.example"]}]})
     s = Settings(metrics={"token": "t" * 40})
     assert "t" * 40 not in repr(s) and s.metrics.token.get_secret_value() == "t" * 40
     assert Settings().metrics.token.get_secret_value() == ""  # off by default

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Frozen(BaseModel):
@@ -51,6 +51,14 @@ class EmailAlertSink(_Frozen):
     sender: str = Field(min_length=3)
     recipients: tuple[str, ...] = Field(min_length=1)
     timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> EmailAlertSink:
+        # A login without STARTTLS would send the relay's password in clear (T1).
+        if self.username and not self.starttls:
+            raise ValueError("an e-mail alert sink with a username needs starttls = true "
+                             "(the password would cross the network in clear)")
+        return self
 
 
 class LogAlertSink(_Frozen):
