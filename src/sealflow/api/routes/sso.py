@@ -17,7 +17,7 @@ from sealflow.api.permissions import public, requires
 from sealflow.api.sso_schemas import SsoIn, SsoOut
 from sealflow.bootstrap import Platform
 from sealflow.identity.permissions import Permission
-from sealflow.services import sessions, sso
+from sealflow.services import sessions, sso, sso_config
 from sealflow.services.accounts import Caller
 from sealflow.services.users import Identity
 
@@ -39,7 +39,7 @@ def _redirect_uri(p: Platform) -> str:
     return p.settings.base_url() + sso.CALLBACK_PATH
 
 
-def _out(config: sso.SsoConfig) -> SsoOut:
+def _out(config: sso_config.SsoConfig) -> SsoOut:
     return SsoOut(issuer=config.issuer, client_id=config.client_id,
                   default_role=config.default_role, required=config.required,
                   start_url=f"{sso.START_PATH}?account={config.account_id}",
@@ -50,7 +50,7 @@ def _out(config: sso.SsoConfig) -> SsoOut:
             responses=errors(400, 401, 403, 422, 429))
 async def put_sso(body: SsoIn, who: SsoManage, p: PlatformDep) -> SsoOut:
     """Sets the account's OpenID Connect provider (its discovery document must answer)."""
-    return _out(await sso.put_config(
+    return _out(await sso_config.put_config(
         p.cells, p.clock, p.outbound, who, issuer=body.issuer, client_id=body.client_id,
         client_secret=body.client_secret, default_role=body.default_role,
         required=body.required))
@@ -59,13 +59,13 @@ async def put_sso(body: SsoIn, who: SsoManage, p: PlatformDep) -> SsoOut:
 @router.get("/v1/account/sso", response_model=SsoOut, responses=errors(401, 403, 404, 429))
 def get_sso(who: SsoManage, p: PlatformDep) -> SsoOut:
     """The account's provider (never its client secret)."""
-    return _out(sso.get_config(p.cells, who))
+    return _out(sso_config.get_config(p.cells, who))
 
 
 @router.delete("/v1/account/sso", status_code=204, responses=errors(401, 403, 404, 429))
 def delete_sso(who: SsoManage, p: PlatformDep) -> Response:
     """Turns single sign-on off (members keep their sessions; passwords work again)."""
-    sso.delete_config(p.cells, p.clock, who)
+    sso_config.delete_config(p.cells, p.clock, who)
     return Response(status_code=204)
 
 
