@@ -11,7 +11,6 @@ loop (and the requests and executions on it) never waits for them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from sealflow.audit.verify import verify
 from sealflow.clock import Clock
 from sealflow.config import Settings
 from sealflow.monitoring.metrics import metrics
+from sealflow.periodic import Periodic
 from sealflow.regions.cells import Cell, Cells
 
 log = logging.getLogger("sealflow.alerts")
@@ -43,27 +43,15 @@ class AlertEvaluator:
         self._brute: dict[str, rules.BruteForce] = {}
         self._decrypt_seen: float | None = None
         self._last_full_verify: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("alert evaluation", self.run_once, self.settings.interval_s, log)
 
     async def start(self) -> None:
         if self.settings.enabled:
-            self._task = asyncio.create_task(self._loop())
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         await self.dispatcher.aclose()
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # a bad pass must not end alerting
-                log.exception("alert evaluation failed")
-            await asyncio.sleep(self.settings.interval_s)
 
     async def run_once(self) -> list[Alert]:
         """Evaluate every rule once; returns the alerts that fired (after dedup)."""

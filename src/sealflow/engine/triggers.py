@@ -5,8 +5,6 @@ once per missed tick."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,6 +17,7 @@ from sqlalchemy import select, update
 from sealflow.clock import Clock
 from sealflow.core.errors import SealflowError
 from sealflow.db.tables import schedule_state, workflows
+from sealflow.periodic import Periodic
 from sealflow.regions.cells import Cell, Cells
 from sealflow.services.executions import insert_execution
 from sealflow.services.workflows import DefinitionCache
@@ -64,28 +63,22 @@ class ScheduleTicker:
         self.clock = clock
         self.definitions = definitions
         self.submit = submit
-        self.interval_s = interval_s
         self.regions = regions or list(cells)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("schedule ticker", self._pass, interval_s, log)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            for region in self.regions:
-                try:
-                    self.tick(self.cells[region])
-                except Exception:
-                    log.exception("schedule tick failed in region %s", region)
-            self._housekeep()
-            await asyncio.sleep(self.interval_s)
+    async def _pass(self) -> None:
+        for region in self.regions:
+            try:
+                self.tick(self.cells[region])
+            except Exception:
+                log.exception("schedule tick failed in region %s", region)
+        self._housekeep()
 
     def _housekeep(self) -> None:
         now = self.clock.monotonic()

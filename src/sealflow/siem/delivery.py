@@ -15,8 +15,6 @@ structured data)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from sealflow.db.sealed import open_
 from sealflow.db.tables import audit_records
 from sealflow.db.tables_monitoring import audit_sinks
 from sealflow.monitoring.metrics import metrics
+from sealflow.periodic import Periodic
 from sealflow.regions.cells import Cell, Cells
 from sealflow.siem import formats, sinks
 from sealflow.siem.transport import DeliveryFailed, post_signed, send_syslog
@@ -60,30 +59,19 @@ class SiemDelivery:
         self.policy = AddressPolicy(settings.ssrf_allow)
         self._context: Any = None
         self._client: httpx.AsyncClient | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("audit sink delivery", self.run_once, self.settings.interval_s,
+                              log)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self.settings.enabled:
-            self._task = asyncio.create_task(self._loop())
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # one bad pass must not end delivery
-                log.exception("audit sink delivery pass failed")
-            await asyncio.sleep(self.settings.interval_s)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
