@@ -94,9 +94,11 @@ class StoredCredentials:
         kind = TYPES[opened.row.type]
         self._check_usable(opened.row)
         refreshed = kind.oauth and (force_refresh or self._stale(opened.tokens))
+        # On the trail before any of it is used, the refresh token's trip to the
+        # authorization server included (A2).
+        self._record_use(cell, opened.row, actor, dict(used_by or {}), refreshed=refreshed)
         if refreshed:
             opened = await self._refresh(cell, opened, force_refresh)
-        self._record_use(cell, opened.row, actor, dict(used_by or {}), refreshed=refreshed)
         return self._credential(opened)
 
     # -- reading ---------------------------------------------------------------------------
